@@ -1,0 +1,177 @@
+"""What every model-family adapter provides: visual spans, embeddings and position ids of a batch."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import InputMismatchError
+
+
+@dataclass
+class VisualSpan:
+    """One image or video of one sample.
+
+    `positions` are the sequence indices of its scored tokens in sequence order; `grids` the
+    (t, h, w) segments they form, in order (sum of t*h*w == len(positions)); `structural` are
+    positions that belong to the image but are never scored and always kept (LLaVA-OneVision's
+    image_newline tokens).
+    """
+
+    modality: str
+    positions: torch.Tensor
+    grids: list[tuple[int, int, int]]
+    structural: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.positions.numel())
+
+
+@dataclass
+class EncodedBatch:
+    """A processed batch as the language model sees it, before any pruning."""
+
+    input_ids: torch.Tensor  # (B, L)
+    inputs_embeds: torch.Tensor  # (B, L, D)
+    attention_mask: torch.Tensor  # (B, L), 1 for real tokens
+    position_ids: torch.Tensor  # (B, L), or (3, B, L) for M-RoPE
+    spans: list[list[VisualSpan]]  # per sample, in sequence order
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs_embeds.shape[0]
+
+    def visual_mask(self, sample: int) -> torch.Tensor:
+        """Boolean (L,) mask of every visual position (scored and structural) of one sample."""
+        mask = torch.zeros(self.inputs_embeds.shape[1], dtype=torch.bool)
+        for span in self.spans[sample]:
+            mask[span.positions] = True
+            mask[span.structural] = True
+        return mask
+
+    def instruction_rows(self, sample: int) -> torch.Tensor:
+        """Real text positions after the sample's last visual token: they attend to every visual token."""
+        visual = self.visual_mask(sample)
+        if not visual.any():
+            return torch.zeros(0, dtype=torch.long)
+        last_visual = int(visual.nonzero().max())
+        real = self.attention_mask[sample].bool().cpu()
+        rows = (real & ~visual).nonzero().flatten()
+        return rows[rows > last_visual]
+
+
+class Adapter:
+    """Base class: one subclass per model family, registered in `adapters.ADAPTERS`."""
+
+    family: str = ""
+    model_types: tuple[str, ...] = ()
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+
+    # -- what each family implements -------------------------------------------------------
+    def encode(self, inputs: dict) -> EncodedBatch:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------
+    @property
+    def language_model(self):
+        """The decoder stack (embed_tokens, layers, rotary_emb, norm)."""
+        return self.model.model.language_model
+
+    def apply_rotary(self, query, key, cos, sin):
+        """The family's own rotary embedding function, taken from its attention module."""
+        attention = self.language_model.layers[0].self_attn
+        return inspect.getmodule(type(attention)).apply_rotary_pos_emb(query, key, cos, sin)
+
+    def text_position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """1-D positions as generate() builds them: counting real tokens only."""
+        positions = attention_mask.long().cumsum(-1) - 1
+        return positions.masked_fill(attention_mask == 0, 0)
+
+    def check_token_ids(self, input_ids: torch.Tensor) -> None:
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+            raise InputMismatchError(
+                f"input_ids contain token id {int(input_ids.max())} (or a negative id) but the model's "
+                f"vocabulary has {vocab} entries: were these inputs made by this model's processor?"
+            )
+
+    def scatter_features(
+        self,
+        embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        token_id: int,
+        features: list[torch.Tensor],
+        what: str,
+    ) -> torch.Tensor:
+        """Write visual features into the placeholder positions, as the model's forward does."""
+        mask = input_ids == token_id
+        n_placeholders = int(mask.sum())
+        n_features = sum(f.shape[0] for f in features)
+        if n_placeholders != n_features:
+            raise InputMismatchError(
+                f"the prompt has {n_placeholders} {what} placeholder tokens but the {what} inputs give "
+                f"{n_features} features: the text and the {what}s were not processed together"
+            )
+        if not features:
+            return embeds
+        flat = torch.cat(features).to(embeds.device, embeds.dtype)
+        return embeds.masked_scatter(mask.unsqueeze(-1).to(embeds.device), flat)
+
+    def require(self, inputs: dict, key: str, input_ids: torch.Tensor, token_id: int, what: str):
+        """The tensor `key`, or a clear error when the prompt has `what` tokens but no `key`."""
+        value = inputs.get(key)
+        if value is None and bool((input_ids == token_id).any()):
+            raise InputMismatchError(
+                f"the prompt contains {what} tokens but no `{key}` was given: pass the processor's "
+                f"full output (e.g. model(**inputs))"
+            )
+        return value
+
+
+def assign_placeholders(
+    input_ids: torch.Tensor, token_id: int, lengths: list[int], modality: str
+) -> list[tuple[int, torch.Tensor]]:
+    """Cut the placeholder positions of `token_id`, in batch order, into runs of `lengths`.
+
+    Returns (sample, positions) per image or video, in the order of `lengths`.
+    """
+    runs: list[tuple[int, torch.Tensor]] = []
+    remaining = iter(lengths)
+    for sample, row in enumerate(input_ids.cpu()):
+        positions = (row == token_id).nonzero().flatten()
+        start = 0
+        while start < positions.numel():
+            count = next(remaining, None)
+            if count is None:
+                raise InputMismatchError(f"more {modality} tokens in the prompt than {modality}s in the inputs")
+            chunk = positions[start : start + count]
+            if chunk.numel() != count:
+                raise InputMismatchError(
+                    f"a {modality} needs {count} placeholder tokens but the prompt has {chunk.numel()} left"
+                )
+            runs.append((sample, chunk))
+            start += count
+    return runs
+
+
+def spans_from_grids(
+    input_ids: torch.Tensor, token_id: int, modality: str, grids: list[tuple[int, int, int]]
+) -> list[list[VisualSpan]]:
+    """One span per grid, every placeholder scored (Qwen, LLaVA-1.5)."""
+    spans: list[list[VisualSpan]] = [[] for _ in range(input_ids.shape[0])]
+    lengths = [t * h * w for t, h, w in grids]
+    for (sample, positions), grid in zip(assign_placeholders(input_ids, token_id, lengths, modality), grids):
+        spans[sample].append(VisualSpan(modality, positions, [grid]))
+    return spans
+
+
+def merge_spans(*per_modality: list[list[VisualSpan]]) -> list[list[VisualSpan]]:
+    """Merge per-modality span lists into one list per sample, in sequence order."""
+    merged = [sum(group, []) for group in zip(*per_modality)]
+    return [sorted(spans, key=lambda s: int(s.positions[0])) for spans in merged]

@@ -1,0 +1,89 @@
+"""LLaVA-OneVision: per image a base grid, anyres tiles with an image_newline token ending each row;
+per video pooled frames and one closing image_newline. Newline tokens are structural: kept, never scored."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import Adapter, EncodedBatch, VisualSpan, assign_placeholders, merge_spans
+
+
+class LlavaOnevisionAdapter(Adapter):
+    family = "llava-onevision"
+    model_types = ("llava_onevision",)
+
+    @property
+    def _base_side(self) -> int:
+        vision = self.config.vision_config
+        return vision.image_size // vision.patch_size
+
+    def _newline_mask(self, features: torch.Tensor) -> torch.Tensor:
+        newline = self.model.model.image_newline.to(features.dtype)
+        return (features == newline).all(-1)
+
+    def _image_layout(self, features: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+        """Newline mask and scored grids of one packed image: base grid, then tiles (if any)."""
+        newline = self._newline_mask(features)
+        side = self._base_side
+        grids = [(1, side, side)]
+        n_rows = int(newline[side * side :].sum())
+        n_tile_tokens = features.shape[0] - side * side - n_rows
+        if n_tile_tokens > 0:
+            grids.append((1, n_rows, n_tile_tokens // n_rows))
+        return newline, grids
+
+    def _video_layout(self, features: torch.Tensor, frames: int) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+        newline = self._newline_mask(features)
+        pooled = math.ceil(self._base_side / 2)
+        return newline, [(frames, pooled, pooled)]
+
+    def _spans(self, input_ids, token_id, modality, features, layouts) -> list[list[VisualSpan]]:
+        spans: list[list[VisualSpan]] = [[] for _ in range(input_ids.shape[0])]
+        lengths = [f.shape[0] for f in features]
+        for (sample, positions), (newline, grids) in zip(
+            assign_placeholders(input_ids, token_id, lengths, modality), layouts
+        ):
+            newline = newline.cpu()
+            spans[sample].append(VisualSpan(modality, positions[~newline], grids, structural=positions[newline]))
+        return spans
+
+    def encode(self, inputs: dict) -> EncodedBatch:
+        input_ids = inputs["input_ids"]
+        self.check_token_ids(input_ids)
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inner, config = self.model.model, self.config
+        image_id, video_id = config.image_token_id, config.video_token_id
+        pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")
+        pixel_values_videos = self.require(inputs, "pixel_values_videos", input_ids, video_id, "video")
+        vision_kwargs = {
+            "vision_feature_layer": config.vision_feature_layer,
+            "vision_feature_select_strategy": config.vision_feature_select_strategy,
+            "return_dict": True,
+        }
+        images: list[torch.Tensor] = []
+        if pixel_values is not None:
+            images = list(
+                inner.get_image_features(
+                    pixel_values,
+                    inputs["image_sizes"],
+                    vision_aspect_ratio=config.vision_aspect_ratio,
+                    batch_num_images=inputs.get("batch_num_images"),
+                    **vision_kwargs,
+                ).pooler_output
+            )
+        videos: list[torch.Tensor] = []
+        if pixel_values_videos is not None:
+            videos = list(inner.get_video_features(pixel_values_videos, **vision_kwargs).pooler_output)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        embeds = self.scatter_features(embeds, input_ids, image_id, images, "image")
+        embeds = self.scatter_features(embeds, input_ids, video_id, videos, "video")
+        frames = pixel_values_videos.shape[1] if pixel_values_videos is not None else 0
+        spans = merge_spans(
+            self._spans(input_ids, image_id, "image", images, [self._image_layout(f) for f in images]),
+            self._spans(input_ids, video_id, "video", videos, [self._video_layout(f, frames) for f in videos]),
+        )
+        return EncodedBatch(input_ids, embeds, attention_mask, self.text_position_ids(attention_mask), spans)

@@ -1,0 +1,68 @@
+"""Qwen2-VL: merged patch tokens, one contiguous run per image or video, 3-D M-RoPE positions."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Adapter, EncodedBatch, merge_spans, spans_from_grids
+
+
+class Qwen2VLAdapter(Adapter):
+    family = "qwen2-vl"
+    model_types = ("qwen2_vl",)
+
+    def _grids(self, grid_thw) -> list[tuple[int, int, int]]:
+        merge = self.config.vision_config.spatial_merge_size
+        if grid_thw is None:
+            return []
+        return [(int(t), int(h) // merge, int(w) // merge) for t, h, w in grid_thw.tolist()]
+
+    def rope_index_kwargs(self, inputs: dict) -> dict:
+        """Extra arguments of the family's get_rope_index."""
+        return {}
+
+    def encode(self, inputs: dict) -> EncodedBatch:
+        input_ids = inputs["input_ids"]
+        self.check_token_ids(input_ids)
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inner = self.model.model
+        image_id, video_id = self.config.image_token_id, self.config.video_token_id
+        pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")
+        pixel_values_videos = self.require(inputs, "pixel_values_videos", input_ids, video_id, "video")
+        image_grid_thw, video_grid_thw = inputs.get("image_grid_thw"), inputs.get("video_grid_thw")
+
+        embeds = self.model.get_input_embeddings()(input_ids)
+        image_features = (
+            list(inner.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output)
+            if pixel_values is not None
+            else []
+        )
+        embeds = self.scatter_features(embeds, input_ids, image_id, image_features, "image")
+        video_features = (
+            list(inner.get_video_features(pixel_values_videos, video_grid_thw, return_dict=True).pooler_output)
+            if pixel_values_videos is not None
+            else []
+        )
+        embeds = self.scatter_features(embeds, input_ids, video_id, video_features, "video")
+
+        mm_token_type_ids = inputs.get("mm_token_type_ids")
+        if mm_token_type_ids is None:
+            mm_token_type_ids = (input_ids == image_id).int() + 2 * (input_ids == video_id).int()
+        if image_grid_thw is None and video_grid_thw is None:
+            position_ids = self.text_position_ids(attention_mask).unsqueeze(0).expand(3, -1, -1)
+        else:
+            position_ids, _ = inner.get_rope_index(
+                input_ids,
+                mm_token_type_ids=mm_token_type_ids,
+                image_grid_thw=image_grid_thw,
+                video_grid_thw=video_grid_thw,
+                attention_mask=attention_mask,
+                **self.rope_index_kwargs(inputs),
+            )
+        spans = merge_spans(
+            spans_from_grids(input_ids, image_id, "image", self._grids(image_grid_thw)),
+            spans_from_grids(input_ids, video_id, "video", self._grids(video_grid_thw)),
+        )
+        return EncodedBatch(input_ids, embeds, attention_mask, position_ids, spans)
