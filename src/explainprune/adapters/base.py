@@ -79,6 +79,21 @@ class Adapter:
 
     # -- shared -----------------------------------------------------------------------------
     @property
+    def fingerprint(self) -> str:
+        """A readable identity of the architecture, e.g. 'qwen2-vl:d1536-l28-h12-kv2-v151936-vis1280x32'.
+
+        Predictors record it; using one with a model of another fingerprint is refused.
+        """
+        text = getattr(self.config, "text_config", self.config)
+        vision = self.config.vision_config
+        vision_width = getattr(vision, "embed_dim", None) or vision.hidden_size
+        vision_depth = getattr(vision, "depth", None) or vision.num_hidden_layers
+        return (
+            f"{self.family}:d{text.hidden_size}-l{text.num_hidden_layers}-h{text.num_attention_heads}"
+            f"-kv{text.num_key_value_heads}-v{text.vocab_size}-vis{vision_width}x{vision_depth}"
+        )
+
+    @property
     def language_model(self):
         """The decoder stack (embed_tokens, layers, rotary_emb, norm)."""
         return self.model.model.language_model

@@ -1,32 +1,35 @@
-"""`uniform`: a spatially even subsample of each grid (farthest-point order over (t, h, w))."""
+"""`uniform`: a spatially even subsample of each grid: a regular lattice over (t, h, w)."""
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import torch
 
 from .base import Scorer, register
 
 
-@lru_cache(maxsize=256)
-def farthest_point_order(grid: tuple[int, int, int]) -> torch.Tensor:
-    """Rank of each cell of `grid` (raster order) in a farthest-point traversal from the centre:
-    any prefix of the traversal is spread evenly over the grid."""
-    t, h, w = grid
-    coords = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1)
-    coords = coords.reshape(-1, 3).float()
-    centre = coords.mean(0)
-    n = coords.shape[0]
-    rank = torch.empty(n, dtype=torch.long)
-    current = int(((coords - centre) ** 2).sum(-1).argmin())
-    distance = torch.full((n,), float("inf"))
-    for step in range(n):
-        rank[current] = step
-        distance = torch.minimum(distance, ((coords - coords[current]) ** 2).sum(-1))
-        distance[current] = -1.0
-        current = int(distance.argmax())
-    return rank
+def lattice_indices(grid: tuple[int, int, int], k: int) -> torch.Tensor:
+    """`k` raster indices of `grid` on an even lattice: each axis is sampled at cell centres with
+    a count proportional to its length, then surplus lattice points are dropped evenly."""
+    sizes = torch.tensor(grid, dtype=torch.float64)
+    n = int(sizes.prod())
+    active = sizes > 1
+    fraction = (k / n) ** (1.0 / max(1, int(active.sum())))
+    counts = [int(min(size, max(1, -(-size * fraction // 1)))) if size > 1 else 1 for size in grid]
+    axes = [((torch.arange(c) + 0.5) * size / c).long() for c, size in zip(counts, grid)]
+    t, h, w = torch.meshgrid(*axes, indexing="ij")
+    lattice = ((t * grid[1] + h) * grid[2] + w).flatten()
+    pick = torch.linspace(0, lattice.numel() - 1, k).round().long()
+    return lattice[pick]
+
+
+def split_budget(k: int, sizes: list[int]) -> list[int]:
+    """Share `k` over segments in proportion to their sizes (largest remainder)."""
+    total = sum(sizes)
+    exact = [k * s / total for s in sizes]
+    shares = [int(e) for e in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: exact[i] - shares[i], reverse=True)[: k - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 @register
@@ -34,12 +37,14 @@ class UniformScorer(Scorer):
     name = "uniform"
 
     def score(self, compressor, encoded):
-        scores = []
-        for spans in encoded.spans:
-            per_span = []
-            for span in spans:
-                # Interleave segments: a token's score is its relative rank within its own segment.
-                parts = [1.0 - farthest_point_order(g).float() / (g[0] * g[1] * g[2]) for g in span.grids]
-                per_span.append(torch.cat(parts))
-            scores.append(per_span)
-        return scores
+        return [[torch.zeros(span.num_tokens) for span in spans] for spans in encoded.spans]
+
+    def select(self, scores, span, k):
+        sizes = [t * h * w for t, h, w in span.grids]
+        offsets = torch.tensor([0] + sizes).cumsum(0)
+        parts = [
+            lattice_indices(grid, share) + offsets[i]
+            for i, (grid, share) in enumerate(zip(span.grids, split_budget(k, sizes)))
+            if share
+        ]
+        return torch.cat(parts)
