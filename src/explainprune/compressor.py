@@ -48,10 +48,14 @@ class Compressor:
             raise InputMismatchError("input_ids are required: pass the processor's output (compressor.prepare(**inputs))")
         return self.adapter.encode(inputs)
 
-    def select(self, encoded: EncodedBatch) -> list[torch.Tensor]:
-        """Per sample, the sorted sequence positions that survive pruning."""
-        needs_scores = any(encoded.spans) and self.keep_ratio < 1.0
-        scores = self.scorer.score(self, encoded) if needs_scores else None
+    def score(self, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
+        """The scorer's scores: per sample, per visual span, one per scored token."""
+        return self.scorer.score(self, encoded)
+
+    def select(self, encoded: EncodedBatch, scores: list[list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
+        """Per sample, the sorted sequence positions that survive pruning (`scores` computed if not given)."""
+        if scores is None and any(encoded.spans) and self.keep_ratio < 1.0:
+            scores = self.score(encoded)
         kept = []
         for b, spans in enumerate(encoded.spans):
             chosen = []
@@ -73,13 +77,17 @@ class Compressor:
     @torch.no_grad()
     def prepare(self, **inputs) -> dict:
         """Pruned `inputs_embeds`, `attention_mask`, `position_ids` for `model(**d)` / `model.generate(**d)`."""
+        return self.prepare_encoded(self.encode(**inputs))
+
+    @torch.no_grad()
+    def prepare_encoded(self, encoded: EncodedBatch, scores: list[list[torch.Tensor]] | None = None) -> dict:
+        """`prepare` for an already encoded batch (and optionally precomputed scores)."""
         if not self.scorer.input_stage:
             raise ExplainPruneError(
                 f"scorer {self.scorer.name!r} prunes inside the LLM, not at its input: use "
                 f"Compressor.generate(**inputs) instead of prepare()"
             )
-        encoded = self.encode(**inputs)
-        kept = self.select(encoded)
+        kept = self.select(encoded, scores)
         return gather_batch(encoded, kept, padding_side_of(encoded.attention_mask))
 
     @torch.no_grad()

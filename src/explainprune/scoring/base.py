@@ -41,15 +41,20 @@ class Scorer:
         raise NotImplementedError
 
 
+def scorer_class(name: str) -> type[Scorer]:
+    """The registered scorer class called `name`, or an error listing the known ones."""
+    if not isinstance(name, str) or name not in SCORERS:
+        raise ExplainPruneError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
+    return SCORERS[name]
+
+
 def make_scorer(scorer: str | Scorer, **options) -> Scorer:
     """A scorer instance from its registered name and options, with clear errors for bad ones."""
     if isinstance(scorer, Scorer):
         if options:
             raise ExplainPruneError(f"options {sorted(options)} given with a ready scorer instance")
         return scorer
-    if not isinstance(scorer, str) or scorer not in SCORERS:
-        raise ExplainPruneError(f"unknown scorer {scorer!r}; known scorers: {', '.join(sorted(SCORERS))}")
-    cls = SCORERS[scorer]
+    cls = scorer_class(scorer)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -1,0 +1,138 @@
+"""Quality harness: accuracy and retention of every scorer and keep ratio on a VQA data set.
+
+Retention = accuracy / accuracy at keep 1.0 x 100, with a paired bootstrap 95% interval over questions.
+Each batch is encoded once (vision tower included); each scorer scores it once; every keep ratio
+then reuses those scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..compressor import Compressor
+from ..data import is_correct, make_inputs
+from ..data.sample import Sample
+
+MAX_NEW_TOKENS = 6
+
+
+def _decode(processor, new_tokens: torch.Tensor) -> list[str]:
+    return processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def _answers(compressor: Compressor, inputs, encoded, scores) -> tuple[list[str], list[int]]:
+    """Greedy answers and visual tokens kept per sample, for one scorer at one keep ratio."""
+    generate_kwargs = {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False}
+    if compressor.scorer.input_stage:
+        prepared = compressor.prepare_encoded(encoded, scores)
+        new_tokens = compressor.model.generate(**prepared, **generate_kwargs)
+    else:
+        new_tokens = compressor.generate(**inputs, **generate_kwargs)[:, inputs["input_ids"].shape[1] :]
+    return _decode(compressor.processor, new_tokens), compressor.last_stats.visual_after
+
+
+def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int = 2000, seed: int = 0):
+    """95% interval of 100 * mean(correct) / mean(baseline) over questions resampled together."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(correct), size=(rounds, len(correct)))
+    base = baseline[index].mean(1)
+    ratio = 100.0 * correct[index].mean(1) / np.where(base > 0, base, np.nan)
+    low, high = np.nanpercentile(ratio, [2.5, 97.5])
+    return [round(float(low), 2), round(float(high), 2)]
+
+
+def evaluate(
+    model,
+    processor,
+    samples: list[Sample],
+    scorers: list[str],
+    keep_ratios: list[float],
+    scorer_options: dict[str, dict] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep."""
+    scorer_options = scorer_options or {}
+    pruned_keeps = [k for k in keep_ratios if k < 1.0]
+    compressors = {
+        (name, keep): Compressor(model, processor, scorer=name, keep_ratio=keep, **scorer_options.get(name, {}))
+        for name in scorers
+        for keep in pruned_keeps
+    }
+    baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
+    correct: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
+    tokens: dict = {key: [] for key in correct}
+    bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start : start + batch_size]
+        inputs = make_inputs(processor, batch)
+        encoded = baseline_compressor.encode(**inputs)
+        runs = [(("baseline", 1.0), baseline_compressor, None)]
+        for name in scorers:
+            first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
+            scores = first.score(encoded) if first is not None and first.scorer.input_stage else None
+            runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
+        for key, compressor, scores in runs:
+            answers, kept = _answers(compressor, inputs, encoded, scores)
+            correct[key] += [is_correct(a, s.answer) for a, s in zip(answers, batch)]
+            tokens[key] += kept
+        bar.update(len(batch))
+    bar.close()
+    baseline = np.array(correct[("baseline", 1.0)], dtype=float)
+    baseline_accuracy = float(baseline.mean())
+    rows = []
+    for name in scorers:
+        for keep in sorted(keep_ratios, reverse=True):
+            key = ("baseline", 1.0) if keep >= 1.0 else (name, keep)
+            hits = np.array(correct[key], dtype=float)
+            accuracy = float(hits.mean())
+            rows.append(
+                {
+                    "scorer": name,
+                    "keep_ratio": keep,
+                    "accuracy": round(accuracy, 4),
+                    "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
+                    "retention_ci": bootstrap_retention(hits, baseline),
+                    "visual_tokens": round(float(np.mean(tokens[key])), 1),
+                }
+            )
+    return {"n": len(samples), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+
+
+def format_table(report: dict) -> str:
+    """A fixed-width table of an evaluate() report."""
+    lines = [
+        f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}",
+        f"{'scorer':<10} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16} {'tokens':>7}",
+    ]
+    for row in report["rows"]:
+        low, high = row["retention_ci"]
+        retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
+        lines.append(
+            f"{row['scorer']:<10} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
+            f"{f'[{low:.1f}, {high:.1f}]':>16} {row['visual_tokens']:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_retention(report: dict, path) -> None:
+    """Retention against keep ratio, one line per scorer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(row["scorer"] for row in report["rows"]):
+        rows = sorted((r for r in report["rows"] if r["scorer"] == name), key=lambda r: r["keep_ratio"])
+        axis.plot([r["keep_ratio"] for r in rows], [r["retention"] for r in rows], marker="o", label=name)
+    axis.set_xlabel("keep ratio (share of visual tokens kept)")
+    axis.set_ylabel("retention (% of unpruned accuracy)")
+    axis.set_title(f"{report.get('model', '')} on {report.get('data', '')} (n={report['n']})")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,58 @@
+"""`explainprune eval`: retention of every scorer and keep ratio on a data set, as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import ExplainPruneError
+
+
+def parse_keep_ratios(text: str) -> list[float]:
+    try:
+        ratios = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ExplainPruneError(f"--keep must be comma-separated numbers in (0, 1], got {text!r}") from None
+    if not ratios or any(not 0.0 < r <= 1.0 for r in ratios):
+        raise ExplainPruneError(f"--keep ratios must be in (0, 1], got {text!r}")
+    return ratios
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
+    parser.add_argument("--data", default="synthetic:split=test,seed=0,n=500,size=224", help="data spec")
+    parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
+    parser.add_argument("--scorers", default="learned,layer0,uniform,random", help="comma-separated scorer names")
+    parser.add_argument("--predictor", help="predictor directory for the learned scorer (default: the model's shipped one)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--plot", type=Path, help="write a retention-vs-keep plot (PNG) here")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .bench.quality import evaluate, format_table, plot_retention
+    from .data import load_samples
+    from .loading import load_model, parse_dtype
+    from .scoring.base import scorer_class
+
+    keep_ratios = parse_keep_ratios(args.keep)
+    scorers = [name.strip() for name in args.scorers.split(",") if name.strip()]
+    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
+    for name in scorers:
+        scorer_class(name)  # fail fast on a misspelt name, before loading anything
+    model, processor = load_model(args.model, parse_dtype(args.dtype))
+    samples = load_samples(args.data)
+    report = {"model": args.model, "data": args.data}
+    report |= evaluate(model, processor, samples, scorers, keep_ratios, options, batch_size=args.batch_size)
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_retention(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
