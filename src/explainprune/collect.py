@@ -1,0 +1,178 @@
+"""`explainprune collect`: training data for the relevance predictor.
+
+For each sample the full model answers greedily; with ground truth, wrongly answered samples are
+dropped (counted in the manifest). For each image of the kept samples one record is written: the
+layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
+preprocessed into a target, and the token grids. Rerun on the same directory, it resumes: shards
+are written atomically and samples already stored or dropped are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .adapters import Adapter, EncodedBatch, get_adapter
+from .data import is_correct, load_samples, make_inputs
+from .data.sample import Sample
+from .explain import EXPLAINERS, generate_answers, preprocess_target
+from .predictor import Record, ShardWriter
+from .predictor.shards import MANIFEST_NAME
+from .scoring.learned import span_features
+
+MODALITY = "image"
+EMBEDDED = "embedded"
+
+
+def load_model(name: str | Path):
+    """(model, processor) from a save_pretrained directory, or the embedded model for 'embedded'."""
+    if str(name) == EMBEDDED:
+        from .embedded import load_embedded
+
+        return load_embedded()
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if not Path(name).is_dir():
+        raise FileNotFoundError(f"model directory {name} does not exist (or pass '{EMBEDDED}')")
+    model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(name)
+    return model, processor
+
+
+def collect(
+    model,
+    processor,
+    data_spec: str,
+    out_dir: str | Path,
+    limit: int | None = None,
+    explainer: str = "gae",
+    batch_size: int = 4,
+    max_new_tokens: int = 8,
+    only_correct: bool = True,
+    shard_size: int = 256,
+    on_batch: Callable[[list[str]], None] | None = None,
+) -> dict:
+    """Collect records for the first `limit` samples of `data_spec` into `out_dir`; returns the manifest.
+
+    `model` is a model, a directory or 'embedded' (then `processor` may be None). `on_batch` is
+    called with the sample ids of each finished batch.
+    """
+    if explainer not in EXPLAINERS:
+        raise ValueError(f"unknown explainer {explainer!r}; known: {', '.join(EXPLAINERS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model_name = getattr(model, "name_or_path", None) or type(model).__name__
+    if isinstance(model, (str, Path)):
+        model_name = str(model)
+        model, loaded_processor = load_model(model)
+        processor = processor or loaded_processor
+    if processor is None:
+        raise ValueError("a processor is required with a model instance")
+    adapter = get_adapter(model)
+    samples = load_samples(data_spec)[:limit]
+    manifest = {
+        "fingerprint": adapter.fingerprint,
+        "explainer": explainer,
+        "modality": MODALITY,
+        "model": model_name,
+        "data": data_spec,
+        "max_new_tokens": max_new_tokens,
+        "only_correct": only_correct,
+    }
+    with ShardWriter(out_dir, manifest, shard_size) as writer:
+        done = writer.done_ids()
+        todo = [s for s in samples if s.id not in done and f"{s.id}#0" not in done]
+        with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                collect_batch(adapter, processor, batch, writer, explainer, max_new_tokens, only_correct)
+                bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch([s.id for s in batch])
+    manifest = json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+    print(f"collect: {manifest['records']} records in {out_dir}; dropped: {manifest['dropped'] or 'none'}")
+    return manifest
+
+
+def collect_batch(
+    adapter: Adapter,
+    processor,
+    samples: list[Sample],
+    writer: ShardWriter,
+    explainer: str,
+    max_new_tokens: int,
+    only_correct: bool,
+) -> None:
+    """Answer, filter, explain and write the records of one batch of samples."""
+    with torch.no_grad():
+        encoded = adapter.encode(dict(make_inputs(processor, samples)))
+    answers = generate_answers(adapter.model, encoded, max_new_tokens)
+    texts = processor.tokenizer.batch_decode(answers, skip_special_tokens=True)
+    kept = []
+    for index, (sample, text) in enumerate(zip(samples, texts)):
+        if only_correct and sample.answer and not is_correct(text, sample.answer):
+            writer.drop(sample.id, "incorrect")
+        else:
+            kept.append(index)
+    if not kept:
+        return
+    encoded = select_samples(encoded, kept)
+    relevance = EXPLAINERS[explainer](adapter, encoded, [answers[i] for i in kept])
+    with torch.no_grad():
+        features = span_features(adapter, encoded)
+    for row, index in enumerate(kept):
+        for span_index, span in enumerate(encoded.spans[row]):
+            record_id = f"{samples[index].id}#{span_index}"
+            if span.modality != MODALITY:
+                raise ValueError(f"{record_id}: collect stores {MODALITY} spans, got a {span.modality} span")
+            values = relevance[row][span_index]
+            if not values.max() > 0:
+                writer.drop(record_id, "zero_relevance")
+                continue
+            writer.add(Record(record_id, features[row][span_index], preprocess_target(values), tuple(span.grids)))
+
+
+def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
+    """The sub-batch of the samples at `indices`."""
+    rows = torch.tensor(indices, device=encoded.inputs_embeds.device)
+    return EncodedBatch(
+        input_ids=encoded.input_ids[rows],
+        inputs_embeds=encoded.inputs_embeds[rows],
+        attention_mask=encoded.attention_mask[rows],
+        position_ids=encoded.position_ids[..., rows, :],
+        spans=[encoded.spans[i] for i in indices],
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `explainprune collect`."""
+    parser.add_argument("--model", required=True, help=f"save_pretrained directory, or '{EMBEDDED}'")
+    parser.add_argument("--data", required=True, help="data spec, e.g. synthetic:split=train,n=500 or a .jsonl file")
+    parser.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")
+    parser.add_argument("--explainer", default="gae", choices=sorted(EXPLAINERS))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=8, help="answer length limit")
+    parser.add_argument("--keep-incorrect", action="store_true", help="also keep wrongly answered samples")
+    parser.add_argument("--shard-size", type=int, default=256, help="records per shard file")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run `explainprune collect` with parsed arguments."""
+    collect(
+        args.model,
+        None,
+        args.data,
+        args.out,
+        limit=args.limit,
+        explainer=args.explainer,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        only_correct=not args.keep_incorrect,
+        shard_size=args.shard_size,
+    )
