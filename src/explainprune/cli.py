@@ -14,7 +14,7 @@ COMMANDS = {
     "eval": ("explainprune.evaluate_cli", "retention of scorers x keep ratios on a data set"),
     "collect": ("explainprune.collect", "collect (layer-0 attention, relevance) training pairs"),
     "train": ("explainprune.predictor.train", "train a relevance predictor on collected pairs"),
-    "bench": ("explainprune.bench.speed", "measure what compression buys in wall-clock time"),
+    "bench": ("explainprune.bench.cli", "measure what compression buys in wall-clock time"),
 }
 EMBEDDED_COMMANDS = {"train": ("explainprune.embedded.train", "reproduce the embedded model from a seed")}
 

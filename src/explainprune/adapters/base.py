@@ -73,8 +73,18 @@ class Adapter:
         self.model = model
         self.config = model.config
 
-    # -- what each family implements -------------------------------------------------------
     def encode(self, inputs: dict) -> EncodedBatch:
+        """The unpruned batch as the language model sees it, from the processor's output."""
+        input_ids = inputs["input_ids"]
+        self.check_token_ids(input_ids)
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return self.encode_checked(inputs, input_ids, attention_mask)
+
+    # -- what each family implements -------------------------------------------------------
+    def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
+        """`encode` once the token ids are known to fit the model and the mask is filled in."""
         raise NotImplementedError
 
     # -- shared -----------------------------------------------------------------------------

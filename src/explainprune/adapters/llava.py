@@ -20,12 +20,7 @@ class LlavaAdapter(Adapter):
         side = math.isqrt(n_tokens)
         return (1, side, side) if side * side == n_tokens else (1, 1, n_tokens)
 
-    def encode(self, inputs: dict) -> EncodedBatch:
-        input_ids = inputs["input_ids"]
-        self.check_token_ids(input_ids)
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         image_id = self.config.image_token_id
         pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")
         image_sizes = inputs.get("image_sizes")

@@ -49,12 +49,7 @@ class LlavaOnevisionAdapter(Adapter):
             spans[sample].append(VisualSpan(modality, positions[~newline], grids, structural=positions[newline]))
         return spans
 
-    def encode(self, inputs: dict) -> EncodedBatch:
-        input_ids = inputs["input_ids"]
-        self.check_token_ids(input_ids)
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         inner, config = self.model.model, self.config
         image_id, video_id = config.image_token_id, config.video_token_id
         pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")

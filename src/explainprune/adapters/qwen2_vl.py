@@ -21,12 +21,7 @@ class Qwen2VLAdapter(Adapter):
         """Extra arguments of the family's get_rope_index."""
         return {}
 
-    def encode(self, inputs: dict) -> EncodedBatch:
-        input_ids = inputs["input_ids"]
-        self.check_token_ids(input_ids)
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+    def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         inner = self.model.model
         image_id, video_id = self.config.image_token_id, self.config.video_token_id
         pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")
