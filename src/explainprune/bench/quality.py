@@ -34,7 +34,10 @@ def _answers(compressor: Compressor, inputs, encoded, scores) -> tuple[list[str]
 
 
 def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int = 2000, seed: int = 0):
-    """95% interval of 100 * mean(correct) / mean(baseline) over questions resampled together."""
+    """95% interval of 100 * mean(correct) / mean(baseline) over questions resampled together
+    ([None, None] when the baseline answers nothing right: retention is undefined)."""
+    if not baseline.any():
+        return [None, None]
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(correct), size=(rounds, len(correct)))
     base = baseline[index].mean(1)
@@ -110,9 +113,10 @@ def format_table(report: dict) -> str:
     for row in report["rows"]:
         low, high = row["retention_ci"]
         retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
+        interval = f"[{low:.1f}, {high:.1f}]" if low is not None else "n/a"
         lines.append(
             f"{row['scorer']:<10} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
-            f"{f'[{low:.1f}, {high:.1f}]':>16} {row['visual_tokens']:>7.1f}"
+            f"{interval:>16} {row['visual_tokens']:>7.1f}"
         )
     return "\n".join(lines)
 

@@ -1,0 +1,49 @@
+"""Chat prompts for a batch of samples, and answer matching."""
+
+from __future__ import annotations
+
+import string
+
+from explainprune.data.sample import Sample
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def user_message(question: str) -> list[dict]:
+    """The single user turn: the image followed by the question."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
+def prompt_texts(processor, samples: list[Sample], answers: list[str] | None = None) -> list[str]:
+    """Chat-formatted prompts ending at the assistant turn; with answers, each answer + end-of-turn follows."""
+    prompts = [
+        processor.apply_chat_template(user_message(s.question), add_generation_prompt=True, tokenize=False)
+        for s in samples
+    ]
+    if answers is not None:
+        if len(answers) != len(samples):
+            raise ValueError(f"got {len(answers)} answers for {len(samples)} samples")
+        end_of_turn = processor.tokenizer.eos_token
+        prompts = [p + a + end_of_turn for p, a in zip(prompts, answers)]
+    return prompts
+
+
+def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None):
+    """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given)."""
+    processor.tokenizer.padding_side = "left"
+    return processor(
+        text=prompt_texts(processor, samples, answers),
+        images=[s.image for s in samples],
+        padding=True,
+        return_tensors="pt",
+    )
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and collapse whitespace."""
+    return " ".join(text.lower().translate(_PUNCTUATION).split())
+
+
+def is_correct(prediction: str, answer: str) -> bool:
+    """Exact match after normalisation."""
+    return normalize_answer(prediction) == normalize_answer(answer)

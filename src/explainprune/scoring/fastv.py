@@ -1,0 +1,221 @@
+"""`fastv`: FastV (Chen et al., ECCV 2024), pruning inside the LLM.
+
+Layers < K run on the full sequence. At layer K, each visual token is scored by the attention it
+receives from the sample's last token (averaged over heads); only the top-k of each image (the
+usual per-image budget, structural tokens always kept) continue through layers K..N-1. Decoding is
+greedy with a KV cache whose layers < K hold the full sequence and layers >= K the pruned one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from transformers import DynamicCache
+
+from ..attention import attention_rows
+from ..errors import ExplainPruneError
+from ..prune import gather_batch, padding_side_of
+from .base import Scorer, register
+
+SUPPORTED_GENERATE_OPTIONS = ("max_new_tokens", "eos_token_id", "pad_token_id", "do_sample", "num_beams")
+
+
+def last_real_rows(attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Per sample, the position of its last real token, as a 1-element tensor."""
+    return [mask.bool().nonzero().max().reshape(1).cpu() for mask in attention_mask]
+
+
+def next_positions(position_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) position id of each sample's next token: one past its largest real position."""
+    positions = position_ids.amax(0) if position_ids.ndim == 3 else position_ids
+    return positions.masked_fill(attention_mask == 0, 0).amax(-1) + 1
+
+
+def step_position_ids(next_position: torch.Tensor, mrope: bool) -> torch.Tensor:
+    """Position ids of one new (text) token per sample: (B, 1), or (3, B, 1) for M-RoPE."""
+    position_ids = next_position[:, None]
+    return position_ids[None].expand(3, -1, -1) if mrope else position_ids
+
+
+def sdpa_mask(key_mask: torch.Tensor, query_length: int) -> torch.Tensor | None:
+    """Boolean (B, 1, Q, K) mask for sdpa (True = attend) of the last `query_length` keys as queries.
+
+    Causal within the queries, padding keys masked; None when nothing is padded (sdpa's own causal
+    path). A query row with no real key (padding) attends to itself, so it stays finite.
+    """
+    if bool(key_mask.all()):
+        return None
+    key_length = key_mask.shape[1]
+    key_index = torch.arange(key_length, device=key_mask.device)
+    query_index = key_index[key_length - query_length :]
+    causal = key_index[None, :] <= query_index[:, None]
+    allowed = causal[None] & key_mask.bool()[:, None, :]
+    allowed |= key_index[None, None, :] == query_index[None, :, None]
+    return allowed[:, None]
+
+
+@dataclass
+class FastVState:
+    """The decoding state after the prefill: cache, next-token logits, masks and next positions."""
+
+    cache: DynamicCache
+    logits: torch.Tensor  # (B, vocab) of the last real token
+    early_mask: torch.Tensor  # (B, L) key mask of layers < K
+    late_mask: torch.Tensor  # (B, L') key mask of layers >= K
+    next_position: torch.Tensor  # (B,) position id of the next token
+    mrope: bool  # positions are (3, B, L) (Qwen's M-RoPE), else (B, L)
+    kept: list[torch.Tensor]  # per sample, the positions that reached layers >= K
+
+
+@register
+class FastVScorer(Scorer):
+    """FastV: keep the visual tokens the last token attends to most at layer `layer`."""
+
+    name = "fastv"
+    input_stage = False
+
+    def __init__(self, layer: int = 2):
+        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            raise ExplainPruneError(f"fastv option layer must be a layer index >= 0, got {layer!r}")
+        self.layer = layer
+
+    def score(self, compressor, encoded):
+        """Scores from `encoded.inputs_embeds` taken as layer K's input (see `prefill`)."""
+        probs = attention_rows(
+            compressor.adapter,
+            self.layer,
+            encoded.inputs_embeds,
+            encoded.position_ids,
+            encoded.attention_mask,
+            last_real_rows(encoded.attention_mask),
+        )
+        return [
+            [probs[b][:, 0].float().mean(0)[span.positions.to(probs[b].device)].cpu() for span in spans]
+            for b, spans in enumerate(encoded.spans)
+        ]
+
+    def _check_depth(self, language_model) -> None:
+        config = language_model.config
+        if self.layer >= config.num_hidden_layers:
+            raise ExplainPruneError(
+                f"fastv layer {self.layer} does not exist: the language model has {config.num_hidden_layers} layers"
+            )
+        layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+        if layer_types != {"full_attention"}:
+            raise ExplainPruneError(f"fastv supports full-attention layers only, the model has {sorted(layer_types)}")
+
+    def run_layers(self, language_model, layers: range, hidden, position_ids, key_mask, cache) -> torch.Tensor:
+        """Run decoder `layers` on `hidden` (the last tokens of `key_mask`), appending to `cache`."""
+        position_embeddings = language_model.rotary_emb(hidden, position_ids)
+        mask = sdpa_mask(key_mask, hidden.shape[1])
+        for index in layers:
+            hidden = language_model.layers[index](
+                hidden,
+                attention_mask=mask,
+                position_embeddings=position_embeddings,
+                past_key_values=cache,
+                use_cache=True,
+            )
+        return hidden
+
+    def early_layers(self, compressor, encoded, cache) -> torch.Tensor:
+        """Layer K's input: layers < K run on the full sequence."""
+        language_model = compressor.adapter.language_model
+        self._check_depth(language_model)
+        return self.run_layers(
+            language_model,
+            range(self.layer),
+            encoded.inputs_embeds,
+            encoded.position_ids,
+            encoded.attention_mask,
+            cache,
+        )
+
+    def next_token_logits(self, compressor, last_hidden: torch.Tensor) -> torch.Tensor:
+        """(B, vocab) logits from the (B, D) last layer outputs of each sample's last token."""
+        return compressor.model.get_output_embeddings()(compressor.adapter.language_model.norm(last_hidden)).float()
+
+    @torch.no_grad()
+    def prefill(self, compressor, encoded) -> FastVState:
+        """Full prefill: layers < K on every token, layers >= K on the kept ones."""
+        language_model = compressor.adapter.language_model
+        cache = DynamicCache(config=language_model.config)
+        hidden = self.early_layers(compressor, encoded, cache)
+        at_layer = replace(encoded, inputs_embeds=hidden)
+        kept = compressor.select(at_layer)
+        pruned = gather_batch(at_layer, kept, padding_side_of(encoded.attention_mask))
+        hidden = self.run_layers(
+            language_model,
+            range(self.layer, language_model.config.num_hidden_layers),
+            pruned["inputs_embeds"],
+            pruned["position_ids"],
+            pruned["attention_mask"],
+            cache,
+        )
+        last_rows = last_real_rows(pruned["attention_mask"])
+        return FastVState(
+            cache=cache,
+            logits=self.next_token_logits(compressor, torch.stack([h[r.item()] for h, r in zip(hidden, last_rows)])),
+            early_mask=encoded.attention_mask,
+            late_mask=pruned["attention_mask"],
+            next_position=next_positions(encoded.position_ids, encoded.attention_mask),
+            mrope=encoded.position_ids.ndim == 3,
+            kept=kept,
+        )
+
+    @torch.no_grad()
+    def decode_step(self, compressor, state: FastVState, tokens: torch.Tensor) -> None:
+        """Feed one token per sample; updates `state` (cache, masks, logits, position) in place."""
+        language_model = compressor.adapter.language_model
+        hidden = compressor.model.get_input_embeddings()(tokens[:, None])
+        position_ids = step_position_ids(state.next_position, state.mrope)
+        ones = state.early_mask.new_ones(tokens.shape[0], 1)
+        state.early_mask = torch.cat([state.early_mask, ones], dim=1)
+        state.late_mask = torch.cat([state.late_mask, ones], dim=1)
+        depth = language_model.config.num_hidden_layers
+        hidden = self.run_layers(language_model, range(self.layer), hidden, position_ids, state.early_mask, state.cache)
+        hidden = self.run_layers(language_model, range(self.layer, depth), hidden, position_ids, state.late_mask, state.cache)
+        state.logits = self.next_token_logits(compressor, hidden[:, -1])
+        state.next_position = state.next_position + 1
+
+    def generate(self, compressor, inputs, **generate_kwargs):
+        """Greedy decoding; returns the new tokens (B, n_new), finished samples padded with pad_token_id."""
+        max_new_tokens, eos, pad = self._generation_options(compressor.model, generate_kwargs)
+        state = self.prefill(compressor, compressor.encode(**inputs))
+        finished = torch.zeros(state.logits.shape[0], dtype=torch.bool, device=state.logits.device)
+        new_tokens = []
+        for step in range(max_new_tokens):
+            tokens = state.logits.argmax(-1)
+            if pad is not None:
+                tokens = tokens.masked_fill(finished, pad)
+            new_tokens.append(tokens)
+            finished |= torch.isin(tokens, eos)
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            self.decode_step(compressor, state, tokens)
+        return torch.stack(new_tokens, dim=1)
+
+    @staticmethod
+    def _generation_options(model, generate_kwargs: dict) -> tuple[int, torch.Tensor, int | None]:
+        """(max_new_tokens, eos ids, pad id) from the kwargs and the model's generation config."""
+        unsupported = sorted(set(generate_kwargs) - set(SUPPORTED_GENERATE_OPTIONS))
+        if unsupported:
+            raise ExplainPruneError(
+                f"fastv generation does not support {unsupported}; it decodes greedily and takes: "
+                f"{', '.join(SUPPORTED_GENERATE_OPTIONS)}"
+            )
+        if generate_kwargs.get("do_sample"):
+            raise ExplainPruneError("fastv generation is greedy: sampling (do_sample=True) is not supported")
+        if generate_kwargs.get("num_beams", 1) != 1:
+            raise ExplainPruneError("fastv generation is greedy: beam search (num_beams > 1) is not supported")
+        config = model.generation_config
+        max_new_tokens = generate_kwargs.get("max_new_tokens", config.max_new_tokens)
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise ExplainPruneError(f"fastv generation needs max_new_tokens >= 1, got {max_new_tokens!r}")
+        eos = generate_kwargs.get("eos_token_id", config.eos_token_id)
+        eos_ids = torch.tensor([] if eos is None else [eos] if isinstance(eos, int) else list(eos), dtype=torch.long)
+        pad = generate_kwargs.get("pad_token_id", config.pad_token_id)
+        if pad is None and eos_ids.numel():
+            pad = int(eos_ids[0])
+        return max_new_tokens, eos_ids.to(model.device), pad
