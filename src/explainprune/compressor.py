@@ -48,6 +48,7 @@ class Compressor:
             raise InputMismatchError("input_ids are required: pass the processor's output (compressor.prepare(**inputs))")
         return self.adapter.encode(inputs)
 
+    @torch.no_grad()
     def score(self, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
         """The scorer's scores: per sample, per visual span, one per scored token."""
         return self.scorer.score(self, encoded)
