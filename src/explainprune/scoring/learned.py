@@ -9,13 +9,10 @@ import torch
 
 from ..adapters import Adapter, EncodedBatch
 from ..attention import instruction_attention
-from ..embedded import EMBEDDED_DIR
+from ..embedded import EMBEDDED_DIR, PREDICTOR_DIR
 from ..errors import ExplainPruneError
 from ..predictor import Predictor
 from .base import Scorer, register
-
-EMBEDDED_PREDICTOR_DIR = EMBEDDED_DIR.parent / "predictor"
-"""The predictor shipped for the embedded model; the default when the model is the embedded one."""
 
 
 def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
@@ -56,7 +53,7 @@ class LearnedScorer(Scorer):
                     "the learned scorer needs a predictor trained for this model: pass predictor=DIR "
                     "(from `explainprune train`) or a Predictor; only the embedded model has a default"
                 )
-            self.predictor = Predictor.from_pretrained(EMBEDDED_PREDICTOR_DIR)
+            self.predictor = Predictor.from_pretrained(PREDICTOR_DIR)
         return self.predictor
 
     def score(self, compressor, encoded):

@@ -1,0 +1,97 @@
+"""Dense auxiliary supervision of the visual tokens (training only, never shipped).
+
+Each merged visual token (a 28x28-pixel cell) predicts the colour and shape of the object covering its
+cell (or background), whether that object's centre lies in the cell, and the cell's own position. This
+teaches the vision tower to put localised, linearly readable object identity into every token, which the
+language model then has to find by attending to the right tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from explainprune.data.synthetic import COLOURS, SHAPES
+
+CELL = 28
+MIN_COVER = 0.15  # fraction of a cell an object must cover to label it
+
+
+def cell_targets(objects: list[dict], mask: np.ndarray) -> dict[str, torch.Tensor]:
+    """Per-cell targets in the raster order of the merged visual tokens ("object": covering object or -1)."""
+    rows, cols = mask.shape[0] // CELL, mask.shape[1] // CELL
+    cells = mask[: rows * CELL, : cols * CELL].reshape(rows, CELL, cols, CELL).transpose(0, 2, 1, 3)
+    cells = cells.reshape(rows * cols, CELL * CELL)
+    covering = np.full(rows * cols, -1, dtype=np.int64)
+    colour = np.zeros(rows * cols, dtype=np.int64)
+    shape = np.zeros(rows * cols, dtype=np.int64)
+    colour_ids = {c: i + 1 for i, c in enumerate(COLOURS)}
+    shape_ids = {s: i + 1 for i, s in enumerate(SHAPES)}
+    for cell, pixels in enumerate(cells):
+        counts = np.bincount(pixels + 1, minlength=len(objects) + 1)[1:]
+        if counts.size and counts.max() >= MIN_COVER * CELL * CELL:
+            covering[cell] = int(counts.argmax())
+            obj = objects[covering[cell]]
+            colour[cell], shape[cell] = colour_ids[obj["colour"]], shape_ids[obj["shape"]]
+    centre = np.zeros(rows * cols, dtype=np.float32)
+    for obj in objects:
+        x0, y0, x1, y1 = obj["bbox"]
+        row, col = min(int((y0 + y1) / 2 // CELL), rows - 1), min(int((x0 + x1) / 2 // CELL), cols - 1)
+        centre[row * cols + col] = 1.0
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    position = np.stack([(xs.ravel() + 0.5) / cols, (ys.ravel() + 0.5) / rows], axis=1).astype(np.float32)
+    return {
+        "colour": torch.from_numpy(colour),
+        "shape": torch.from_numpy(shape),
+        "centre": torch.from_numpy(centre),
+        "position": torch.from_numpy(position),
+        "object": torch.from_numpy(covering),
+    }
+
+
+class CellHead(nn.Module):
+    """Linear read-out of the cell targets from merged visual tokens."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.colour = nn.Linear(hidden_size, len(COLOURS) + 1)
+        self.shape = nn.Linear(hidden_size, len(SHAPES) + 1)
+        self.centre = nn.Linear(hidden_size, 1)
+        self.position = nn.Linear(hidden_size, 2)
+
+    def loss(self, tokens: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum of the cell losses over `tokens` (cells x hidden) with concatenated targets; object cells'
+        shapes count twice (the rare, hard part)."""
+        tokens = tokens.float()
+        on_object = targets["shape"] > 0
+        colour_logits, shape_logits = self.colour(tokens), self.shape(tokens)
+        return (
+            F.cross_entropy(colour_logits, targets["colour"])
+            + F.cross_entropy(shape_logits, targets["shape"])
+            + F.cross_entropy(shape_logits[on_object], targets["shape"][on_object])
+            + F.binary_cross_entropy_with_logits(self.centre(tokens).squeeze(-1), targets["centre"])
+            + 10 * F.mse_loss(self.position(tokens), targets["position"])
+        )
+
+
+def attention_loss(
+    attentions: tuple[torch.Tensor, ...],
+    query_positions: torch.Tensor,
+    visual_positions: list[torch.Tensor],
+    relevant_cells: list[torch.Tensor],
+    layers: tuple[int, ...],
+) -> torch.Tensor:
+    """Pull one head per supervised layer at the answer-predicting position onto the queried object's tokens.
+
+    For each question, -log of that head's total attention weight on the relevant cells.
+    """
+    terms = []
+    for row, (positions, cells) in enumerate(zip(visual_positions, relevant_cells)):
+        if cells.numel() == 0:
+            continue
+        for layer in layers:
+            weights = attentions[layer][row, 0, query_positions[row]].float()
+            terms.append(-torch.log(weights[positions[cells]].sum() + 1e-6))
+    return torch.stack(terms).mean() if terms else query_positions.new_zeros((), dtype=torch.float32)

@@ -1,0 +1,68 @@
+"""Training questions about a synthetic scene: several per image, plus an object-listing caption."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, SHAPES, spatial_question
+
+CAPTION_QUESTION = "list the objects from left to right."
+
+
+def caption_text(objects: list[dict]) -> str:
+    """The objects as 'colour shape' phrases ordered by their centre's x coordinate."""
+    ordered = sorted(objects, key=lambda o: o["bbox"][0] + o["bbox"][2])
+    return ", ".join(f"{o['colour']} {o['shape']}" for o in ordered)
+
+
+def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> tuple[str, str, str] | None:
+    """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit."""
+    qtype = str(rng.choice(["colour", "shape", "exists", "count", "left", "above"]))
+    shapes = [o["shape"] for o in objects]
+    colours = [o["colour"] for o in objects]
+    if qtype == "colour":
+        unique = [o for o in objects if shapes.count(o["shape"]) == 1]
+        if not unique:
+            return None
+        obj = unique[int(rng.integers(len(unique)))]
+        return qtype, f"what colour is the {obj['shape']}?", obj["colour"]
+    if qtype == "shape":
+        unique = [o for o in objects if colours.count(o["colour"]) == 1]
+        if not unique:
+            return None
+        obj = unique[int(rng.integers(len(unique)))]
+        return qtype, f"what shape is the {obj['colour']} object?", obj["shape"]
+    if qtype == "exists":
+        present = {(o["colour"], o["shape"]) for o in objects}
+        if rng.integers(2):
+            colour, shape = sorted(present)[int(rng.integers(len(present)))]
+            return qtype, f"is there a {colour} {shape}?", "yes"
+        absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present and (c in colours or s in shapes)]
+        colour, shape = absent[int(rng.integers(len(absent)))]
+        return qtype, f"is there a {colour} {shape}?", "no"
+    if qtype == "count":
+        shape = str(rng.choice(shapes if rng.random() < 0.7 else SHAPES))
+        if shapes.count(shape) > MAX_COUNT:
+            return None
+        return qtype, f"how many {PLURALS[shape]} are there?", str(shapes.count(shape))
+    qa = spatial_question(rng, objects, qtype, bool(rng.integers(2)), size)
+    return None if qa is None else (qtype, *qa)
+
+
+def relevant_objects(qtype: str, question: str, objects: list[dict]) -> list[int]:
+    """Indices of the objects a synthetic question is about (empty when no object is, e.g. a zero count)."""
+    words = question.rstrip("?.").split()
+    named = {w for w in words if w in COLOURS or w in SHAPES} | {s for s, p in PLURALS.items() if p in words}
+    if qtype == "colour":
+        return [i for i, o in enumerate(objects) if o["shape"] in named]
+    if qtype == "shape":
+        return [i for i, o in enumerate(objects) if o["colour"] in named]
+    if qtype == "count":
+        return [i for i, o in enumerate(objects) if o["shape"] in named]
+    if qtype == "exists":
+        exact = [i for i, o in enumerate(objects) if o["colour"] in named and o["shape"] in named]
+        return exact or [i for i, o in enumerate(objects) if o["colour"] in named or o["shape"] in named]
+    if qtype in ("left", "above"):
+        pairs = [(words[2], words[3]), (words[-2], words[-1])]
+        return [i for i, o in enumerate(objects) if (o["colour"], o["shape"]) in pairs]
+    return []

@@ -1,0 +1,267 @@
+"""Train the embedded Qwen2-VL model from scratch on synthetic scenes and easy-vqa.
+
+Run: python -m explainprune.embedded.train --out DIR --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from explainprune.data import load_samples
+from explainprune.embedded.auxiliary import CellHead, attention_loss
+from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch
+from explainprune.embedded.build import build_model, build_processor
+from explainprune.embedded.conversations import relevant_objects
+from explainprune.embedded.evaluate import evaluate_accuracy
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+REPORT_SIZES = (112, 224, 336, 448)
+
+
+def train_embedded(
+    out_dir: str | Path,
+    seed: int = 0,
+    steps: int = 2100,
+    lr: float = 1.5e-3,
+    vision_lr_scale: float = 2.0,
+    synthetic_images: int = 6,
+    easy_images: int = 2,
+    questions_per_image: int = 3,
+    aux_weight: float = 1.0,
+    caption_weight: float = 0.5,
+    attention_weight: float = 0.5,
+    attention_layers: tuple[int, ...] = (1, 2),
+    warmup_fraction: float = 0.1,
+    eval_every: int = 200,
+    val_n: int = 120,
+    test_n: int = 500,
+    easy_test_n: int | None = None,
+    threads: int = 2,
+) -> dict:
+    """Train (resuming from DIR/checkpoint.pt if present), save model + processor + training.json to DIR."""
+    started = time.time()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    processor = build_processor()
+    model = build_model(processor)
+    head = CellHead(model.config.text_config.hidden_size)
+    if attention_weight:
+        model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
+    vision_params = list(model.model.visual.parameters())
+    vision_ids = {id(p) for p in vision_params}
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": vision_params + list(head.parameters()), "lr": lr * vision_lr_scale},
+            {"params": [p for p in model.parameters() if id(p) not in vision_ids], "lr": lr},
+        ],
+        betas=(0.9, 0.98),
+        weight_decay=0.01,
+    )
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    start_step, elapsed_before = 0, 0.0
+    checkpoint_path = out_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, elapsed_before = state["step"], state["elapsed"]
+        tqdm.write(f"resuming from step {start_step}")
+    easy_pool = EasyVqaPool()
+    val_samples = load_samples(f"synthetic:split=val,seed={seed},n={val_n},size=224")
+    model.train()
+    warmup_steps = int(warmup_fraction * steps)
+    losses: dict[str, float] = {}
+    progress = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="training")
+    for step in progress:
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * _lr_factor(step, steps)
+        plan = plan_batch(
+            seed, step, synthetic_images, easy_images, questions_per_image, easy_pool, warmup=step < warmup_steps
+        )
+        batch = encode_batch(processor, plan)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            answer_loss, caption_loss, aux_loss, look_loss = _losses(
+                model, head, batch, plan, attention_layers if attention_weight else ()
+            )
+        loss = answer_loss + caption_weight * caption_loss + aux_weight * aux_loss + attention_weight * look_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
+        optimizer.step()
+        for name, value in (("answer", answer_loss), ("caption", caption_loss), ("aux", aux_loss), ("look", look_loss)):
+            losses[name] = 0.95 * losses.get(name, value.item()) + 0.05 * value.item()
+        progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        done = step + 1
+        if done % eval_every == 0 or done == steps:
+            val = evaluate_accuracy(model, processor, val_samples, progress=False)
+            record = {"step": done, "elapsed": round(elapsed_before + time.time() - started), **losses, "val": val}
+            tqdm.write(json.dumps(record))
+            with open(out_dir / LOG, "a") as log:
+                log.write(json.dumps(record) + "\n")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "head": head.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "elapsed": elapsed_before + time.time() - started,
+                },
+                checkpoint_path,
+            )
+    train_seconds = elapsed_before + time.time() - started
+    accuracies = report_accuracies(model, processor, seed, test_n, easy_test_n)
+    settings = {
+        "seed": seed,
+        "threads": threads,
+        "steps": steps,
+        "lr": lr,
+        "vision_lr_scale": vision_lr_scale,
+        "synthetic_images": synthetic_images,
+        "easy_images": easy_images,
+        "questions_per_image": questions_per_image,
+        "aux_weight": aux_weight,
+        "caption_weight": caption_weight,
+        "attention_weight": attention_weight,
+        "attention_layers": list(attention_layers),
+        "warmup_fraction": warmup_fraction,
+    }
+    report = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "settings": settings,
+        "data": {
+            "train": [f"synthetic:split=train,seed={seed} (generated per step)", "easy-vqa:train"],
+            "val": f"synthetic:split=val,seed={seed},n={val_n},size=224",
+        },
+        "train_wall_seconds": round(train_seconds),
+        "total_wall_seconds": round(time.time() - started + elapsed_before),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "accuracy": accuracies,
+    }
+    save_model(model, processor, out_dir, report)
+    return report
+
+
+def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:
+    """Linear warm-up, then cosine decay to a tenth."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """Answer and caption token cross-entropies, the dense cell loss on the visual tokens, and the
+    attention loss pulling supervised heads onto the queried objects' visual tokens."""
+    vision = model.model.get_image_features(batch["pixel_values"], batch["image_grid_thw_unique"])
+    per_image = vision.pooler_output
+    labelled = [i for i, target in enumerate(plan.targets) if target is not None]
+    targets = {key: torch.cat([plan.targets[i][key] for i in labelled]) for key in plan.targets[labelled[0]]}
+    aux_loss = head.loss(torch.cat([per_image[i] for i in labelled]), targets)
+    shared = BaseModelOutputWithPooling(pooler_output=tuple(per_image[i] for i in plan.image_of))
+    output = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        mm_token_type_ids=batch["mm_token_type_ids"],
+        image_grid_thw=batch["image_grid_thw"],
+        mm_encoder_outputs={"image": shared},
+        output_attentions=bool(attention_layers),
+    )
+    logits = output.logits
+    look_loss = logits.new_zeros((), dtype=torch.float32)
+    if attention_layers:
+        look_loss = _look_loss(output.attentions, batch, plan, attention_layers)
+    labels = batch["labels"][:, 1:]
+    token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, reduction="none", ignore_index=-100)
+    is_caption = torch.tensor([q.qtype == "caption" for q in plan.questions])[:, None] & (labels != -100)
+    is_answer = ~is_caption & (labels != -100)
+    answer_loss = (token_loss * is_answer).sum() / is_answer.sum()
+    caption_loss = (token_loss * is_caption).sum() / is_caption.sum().clamp(min=1)
+    return answer_loss, caption_loss, aux_loss, look_loss
+
+
+def _look_loss(attentions, batch: dict, plan, attention_layers: tuple[int, ...]) -> torch.Tensor:
+    """`attention_loss` for the synthetic questions: relevant cells are those covered by the asked-about objects."""
+    is_visual = batch["mm_token_type_ids"] == 1
+    query_positions = (batch["labels"] != -100).int().argmax(dim=1) - 1
+    visual_positions, relevant_cells = [], []
+    for row, question in enumerate(plan.questions):
+        visual_positions.append(is_visual[row].nonzero().squeeze(1))
+        target = plan.targets[plan.image_of[row]]
+        if target is None or question.qtype == "caption":
+            relevant_cells.append(torch.empty(0, dtype=torch.long))
+            continue
+        objects = torch.tensor(relevant_objects(question.qtype, question.question, question.objects), dtype=torch.long)
+        relevant_cells.append(torch.isin(target["object"], objects).nonzero().squeeze(1))
+    return attention_loss(attentions, query_positions, visual_positions, relevant_cells, attention_layers)
+
+
+def report_accuracies(model, processor, seed: int, test_n: int, easy_test_n: int | None) -> dict:
+    """Held-out synthetic test accuracy per resolution and question type, and easy-vqa test accuracy."""
+    accuracies = {}
+    for size in REPORT_SIZES:
+        spec = f"synthetic:split=test,seed={seed},n={test_n},size={size}"
+        accuracies[f"synthetic_test_{size}"] = {"spec": spec, **evaluate_accuracy(model, processor, load_samples(spec))}
+        tqdm.write(f"{spec}: {accuracies[f'synthetic_test_{size}']}")
+    spec = "easy-vqa:test" + (f",n={easy_test_n}" if easy_test_n else "")
+    accuracies["easy_vqa_test"] = {"spec": spec, **evaluate_accuracy(model, processor, load_samples(spec))}
+    tqdm.write(f"{spec}: {accuracies['easy_vqa_test']}")
+    return accuracies
+
+
+def save_model(model, processor, out_dir: Path, report: dict) -> None:
+    """Save the Qwen2-VL model in bf16 (no auxiliary head), the processor and training.json."""
+    model.set_attn_implementation("sdpa")
+    model.to(torch.bfloat16).save_pretrained(out_dir)
+    model.to(torch.float32)
+    processor.save_pretrained(out_dir)
+    (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line options of `train_embedded`."""
+    parser.add_argument("--out", required=True, help="output directory (resumes from its checkpoint.pt)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=2100)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--attention-weight", type=float, default=0.5, help="weight of the attention loss (0: off)")
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--test-n", type=int, default=500, help="synthetic test questions per resolution")
+    parser.add_argument("--easy-test-n", type=int, default=None, help="easy-vqa test questions (default: all)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run training from parsed arguments and print the accuracies."""
+    report = train_embedded(
+        args.out,
+        seed=args.seed,
+        steps=args.steps,
+        lr=args.lr,
+        attention_weight=args.attention_weight,
+        eval_every=args.eval_every,
+        test_n=args.test_n,
+        easy_test_n=args.easy_test_n,
+        threads=args.threads,
+    )
+    print(json.dumps(report["accuracy"], indent=2))
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(cli)
+    main(cli.parse_args())
