@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, SHAPES, spatial_question
+from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHAPES, spatial_question
 
 CAPTION_QUESTION = "list the objects from left to right."
 
@@ -17,7 +17,7 @@ def caption_text(objects: list[dict]) -> str:
 
 def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> tuple[str, str, str] | None:
     """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit."""
-    qtype = str(rng.choice(["colour", "shape", "exists", "count", "left", "above"]))
+    qtype = str(rng.choice(QTYPES))
     shapes = [o["shape"] for o in objects]
     colours = [o["colour"] for o in objects]
     if qtype == "colour":
