@@ -19,8 +19,8 @@ def parse(*argv):
 def test_smoke_run_writes_the_report(tmp_path):
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
     args = parse(
-        "--arch", "tiny-qwen2-vl", "--visual-tokens", "60", "--keep-ratios", "0.5", "0.25",
-        "--scorers", "layer0", "fastv", "--fastv-layer", "1", "--repeats", "1", "--warmup", "0",
+        "--arch", "tiny-qwen2-vl", "--visual-tokens", "60", "--keep", "0.5,0.25",
+        "--scorers", "layer0,fastv", "--fastv-layer", "1", "--repeats", "1", "--warmup", "0",
         "--decode-tokens", "2", "--json", str(json_path), "--markdown", str(markdown_path),
     )  # fmt: skip
     assert main(args, command="explainprune bench --arch tiny-qwen2-vl") == 0
@@ -50,7 +50,7 @@ def test_smoke_run_writes_the_report(tmp_path):
 
 def test_llava_onevision_inputs_and_learned_scorer_run(capsys):
     args = parse(
-        "--arch", "tiny-llava-onevision", "--visual-tokens", "80", "--keep-ratios", "0.5",
+        "--arch", "tiny-llava-onevision", "--visual-tokens", "80", "--keep", "0.5",
         "--scorers", "learned", "--repeats", "1", "--warmup", "0", "--decode-tokens", "1",
     )  # fmt: skip
     assert main(args, command="test") == 0

@@ -21,27 +21,12 @@ from .adapters import Adapter, EncodedBatch, get_adapter
 from .data import is_correct, load_samples, make_inputs
 from .data.sample import Sample
 from .explain import EXPLAINERS, generate_answers, preprocess_target
+from .loading import load_model
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
 from .scoring.learned import span_features
 
 MODALITY = "image"
-EMBEDDED = "embedded"
-
-
-def load_model(name: str | Path):
-    """(model, processor) from a save_pretrained directory, or the embedded model for 'embedded'."""
-    if str(name) == EMBEDDED:
-        from .embedded import load_embedded
-
-        return load_embedded()
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    if not Path(name).is_dir():
-        raise FileNotFoundError(f"model directory {name} does not exist (or pass '{EMBEDDED}')")
-    model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32).eval()
-    processor = AutoProcessor.from_pretrained(name)
-    return model, processor
 
 
 def collect(
@@ -69,7 +54,7 @@ def collect(
     model_name = getattr(model, "name_or_path", None) or type(model).__name__
     if isinstance(model, (str, Path)):
         model_name = str(model)
-        model, loaded_processor = load_model(model)
+        model, loaded_processor = load_model(model_name)
         processor = processor or loaded_processor
     if processor is None:
         raise ValueError("a processor is required with a model instance")
@@ -151,7 +136,7 @@ def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `explainprune collect`."""
-    parser.add_argument("--model", required=True, help=f"save_pretrained directory, or '{EMBEDDED}'")
+    parser.add_argument("--model", required=True, help="save_pretrained directory, or 'embedded'")
     parser.add_argument("--data", required=True, help="data spec, e.g. synthetic:split=train,n=500 or a .jsonl file")
     parser.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")

@@ -6,17 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import ExplainPruneError
-
-
-def parse_keep_ratios(text: str) -> list[float]:
-    try:
-        ratios = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ExplainPruneError(f"--keep must be comma-separated numbers in (0, 1], got {text!r}") from None
-    if not ratios or any(not 0.0 < r <= 1.0 for r in ratios):
-        raise ExplainPruneError(f"--keep ratios must be in (0, 1], got {text!r}")
-    return ratios
+from .arguments import keep_ratio_list, scorer_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +25,10 @@ def main(args: argparse.Namespace) -> int:
     from .bench.quality import evaluate, format_table, plot_retention
     from .data import load_samples
     from .loading import load_model, parse_dtype
-    from .scoring.base import scorer_class
 
-    keep_ratios = parse_keep_ratios(args.keep)
-    scorers = [name.strip() for name in args.scorers.split(",") if name.strip()]
+    keep_ratios = keep_ratio_list(args.keep)
+    scorers = scorer_list(args.scorers)  # fails fast on a misspelt name, before loading anything
     options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
-    for name in scorers:
-        scorer_class(name)  # fail fast on a misspelt name, before loading anything
     model, processor = load_model(args.model, parse_dtype(args.dtype))
     samples = load_samples(args.data)
     report = {"model": args.model, "data": args.data}

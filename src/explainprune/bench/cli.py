@@ -9,8 +9,8 @@ import sys
 import torch
 
 from ..adapters import get_adapter
+from ..arguments import keep_ratio_list, scorer_list
 from ..predictor import Predictor
-from ..scoring import SCORERS
 from .architectures import ARCHITECTURES, build_model
 from .inputs import synthetic_inputs
 from .measure import run_benchmark
@@ -25,10 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--visual-tokens", type=int, default=1000, help="about this many visual tokens (one image)")
     parser.add_argument("--text-tokens", type=int, default=32, help="non-visual prompt tokens (a one-question chat prompt)")
-    parser.add_argument("--keep-ratios", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
-    parser.add_argument(
-        "--scorers", nargs="+", default=None, help="default: layer0, fastv and learned when it is registered"
-    )
+    parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
+    parser.add_argument("--scorers", default=",".join(DEFAULT_SCORERS), help="comma-separated scorer names")
     parser.add_argument("--fastv-layer", type=int, default=2, help="FastV's pruning layer K")
     parser.add_argument(
         "--predictor", metavar="DIR", help="learned scorer's predictor (default: the shipped one for `embedded`, "
@@ -60,7 +58,7 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     """Build the model and inputs of `args`, run every case and return the report."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    scorers = args.scorers or [name for name in DEFAULT_SCORERS if name in SCORERS]
+    scorers = scorer_list(args.scorers)
     env = environment()
     model = build_model(args.arch, DTYPES[args.dtype], args.layers)
     inputs = synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed)
@@ -72,7 +70,7 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
         model,
         inputs,
         scorers=scorers,
-        keep_ratios=args.keep_ratios,
+        keep_ratios=keep_ratio_list(args.keep),
         repeats=args.repeats,
         warmup=args.warmup,
         decode_tokens=args.decode_tokens,
