@@ -55,10 +55,16 @@ def test_cell_targets_follow_token_grid():
 
 
 def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
-    report = train_embedded(tmp_path, steps=2, test_n=6, easy_test_n=6, val_n=6, eval_every=100, threads=1)
+    report = train_embedded(
+        tmp_path, vision_steps=2, vision_images=2, steps=2, answer_steps=2, answer_images=2, test_n=6, easy_test_n=6,
+        val_n=6, eval_every=100, threads=1,
+    )  # fmt: skip
     assert (tmp_path / "model.safetensors").stat().st_size <= 20 * 2**20
     saved = json.loads((tmp_path / "training.json").read_text())
-    assert saved["settings"]["seed"] == 0 and saved["settings"]["steps"] == 2
+    assert saved["settings"]["seed"] == 0 and saved["settings"]["steps"] == 2 and saved["settings"]["answer_steps"] == 2
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [2, 4, 6] and "cell_shape_acc" in log[0]
+    assert "cell" in log[1] and "cell" not in log[2] and "val" in log[2]  # the answer stage freezes the vision tower
     assert {"synthetic_test_112", "synthetic_test_224", "synthetic_test_336", "synthetic_test_448", "easy_vqa_test"} <= set(
         report["accuracy"]
     )

@@ -24,7 +24,7 @@ PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "d
 QTYPES = ["colour", "shape", "exists", "count", "left", "above"]
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 MAX_COUNT = 3
-OBJECT_SCALE = (0.14, 0.22)  # object side as a fraction of the image side
+OBJECT_SCALE = (0.2, 0.3)  # object side as a fraction of the image side
 SPATIAL_MARGIN = 0.12  # minimum centre offset (fraction of the side) for left/above questions
 
 

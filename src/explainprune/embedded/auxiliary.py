@@ -51,6 +51,17 @@ def cell_targets(objects: list[dict], mask: np.ndarray) -> dict[str, torch.Tenso
     }
 
 
+def stack_targets(targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate per-image cell targets, numbering objects across the images (background stays -1)."""
+    stacked = {key: torch.cat([target[key] for target in targets]) for key in targets[0]}
+    offsets, offset = [], 0
+    for target in targets:
+        offsets.append(torch.full_like(target["object"], offset))
+        offset += int(target["object"].max()) + 1
+    stacked["object"] = torch.where(stacked["object"] >= 0, stacked["object"] + torch.cat(offsets), -1)
+    return stacked
+
+
 class CellHead(nn.Module):
     """Linear read-out of the cell targets from merged visual tokens."""
 
@@ -62,18 +73,34 @@ class CellHead(nn.Module):
         self.position = nn.Linear(hidden_size, 2)
 
     def loss(self, tokens: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum of the cell losses over `tokens` (cells x hidden) with concatenated targets; object cells'
-        shapes count twice (the rare, hard part)."""
+        """Sum of the cell losses over `tokens` (cells x hidden) with `stack_targets` targets; object cells'
+        shapes count again, and so does each object's shape read from the mean of its cells' tokens."""
         tokens = tokens.float()
         on_object = targets["shape"] > 0
         colour_logits, shape_logits = self.colour(tokens), self.shape(tokens)
+        objects = targets["object"][on_object]
+        pooled = tokens.new_zeros(int(objects.max()) + 1, tokens.shape[1]).index_add_(0, objects, tokens[on_object])
+        pooled = pooled / torch.bincount(objects, minlength=len(pooled)).clamp(min=1)[:, None].float()
+        object_shape = torch.zeros(len(pooled), dtype=torch.long).index_copy_(0, objects, targets["shape"][on_object])
+        present = object_shape > 0
         return (
             F.cross_entropy(colour_logits, targets["colour"])
             + F.cross_entropy(shape_logits, targets["shape"])
             + F.cross_entropy(shape_logits[on_object], targets["shape"][on_object])
+            + F.cross_entropy(self.shape(pooled[present]), object_shape[present])
             + F.binary_cross_entropy_with_logits(self.centre(tokens).squeeze(-1), targets["centre"])
             + 10 * F.mse_loss(self.position(tokens), targets["position"])
         )
+
+    @torch.no_grad()
+    def accuracy(self, tokens: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Read-out accuracy of colour and shape on the cells covered by an object."""
+        tokens = tokens.float()
+        on_object = targets["shape"] > 0
+        return {
+            name: (getattr(self, name)(tokens[on_object]).argmax(-1) == targets[name][on_object]).float().mean().item()
+            for name in ("colour", "shape")
+        }
 
 
 def attention_loss(

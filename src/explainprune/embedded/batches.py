@@ -1,4 +1,5 @@
-"""Training batches: a few images per step, several teacher-forced questions per image.
+"""Training batches: scenes with cell targets for the vision stage; a few images per step with several
+teacher-forced questions each for the joint stage.
 
 Every step draws one resolution so sequences pad little; the vision tower runs once per image and its
 tokens are shared by all the image's questions. Each step is a pure function of (seed, step).
@@ -23,6 +24,8 @@ from explainprune.embedded.conversations import CAPTION_QUESTION, caption_text, 
 SIZES = [112, 168, 224, 280]
 SIZE_WEIGHTS = [0.2, 0.35, 0.4, 0.05]
 WARMUP_SIZES = [112, 168, 224]
+VISION_SIZES = [168, 224, 280]
+VISION_INDEX_OFFSET = 10**8  # vision-stage scenes: train indices the joint stage never reaches
 
 
 @dataclass
@@ -49,6 +52,18 @@ class EasyVqaPool:
         for image_id in self.image_ids:
             with Image.open(paths[image_id]) as raw:
                 self.images[image_id] = raw.convert("RGB")
+
+
+def plan_vision_batch(seed: int, step: int, images: int) -> BatchPlan:
+    """The vision stage's step: scenes of one resolution with their cell targets, no questions."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, step, 98]))
+    size = int(rng.choice(VISION_SIZES))
+    plan = BatchPlan([], [], [], [])
+    for k in range(images):
+        sample = generate_sample("train", seed, VISION_INDEX_OFFSET + step * images + k, [size])
+        plan.images.append(sample.image)
+        plan.targets.append(cell_targets(sample.objects, sample.mask))
+    return plan
 
 
 def plan_batch(
