@@ -12,8 +12,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import explainprune.embedded as embedded
 from explainprune.data import load_samples, make_inputs
-from explainprune.embedded.auxiliary import cell_targets
+from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
 from explainprune.embedded.build import build_model, build_processor
+from explainprune.embedded.conversations import relevant_objects
 from explainprune.embedded.train import train_embedded
 
 
@@ -52,6 +53,33 @@ def test_cell_targets_follow_token_grid():
     assert targets["colour"].shape == (64,) and targets["position"].shape == (64, 2)
     assert int(targets["centre"].sum()) == len(sample.objects)
     assert (targets["colour"] > 0).any()
+
+
+def test_stacked_targets_number_objects_across_images():
+    samples = load_samples("synthetic:split=val,n=2,size=224")
+    targets = [cell_targets(s.objects, s.mask) for s in samples]
+    stacked = stack_targets(targets)
+    first = len(samples[0].objects)
+    assert stacked["object"][:64].max() == first - 1 and stacked["object"][64:].max() == first + len(samples[1].objects) - 1
+    assert torch.equal(stacked["object"] == -1, torch.cat([t["object"] for t in targets]) == -1)
+
+
+def test_spatial_question_names_its_objects_in_order():
+    samples = [s for s in load_samples("synthetic:split=test,n=24,size=224") if s.qtype in ("left", "above")]
+    for sample in samples:
+        first, second = relevant_objects(sample.qtype, sample.question, sample.objects)
+        named = sample.question.split()
+        assert (sample.objects[first]["colour"], sample.objects[first]["shape"]) == (named[2], named[3])
+        assert (sample.objects[second]["colour"], sample.objects[second]["shape"]) == (named[-2], named[-1].rstrip("?"))
+
+
+def test_attention_loss_gives_each_group_its_own_head():
+    weights = torch.zeros(1, 2, 5, 5)
+    weights[0, 0, 4, 1] = weights[0, 1, 4, 3] = 1.0  # head 0 looks at visual cell 0, head 1 at cell 2
+    visual, query = [torch.tensor([1, 2, 3])], torch.tensor([4])
+    matched = attention_loss((weights,), query, visual, [[torch.tensor([0]), torch.tensor([2])]], (0,))
+    swapped = attention_loss((weights,), query, visual, [[torch.tensor([2]), torch.tensor([0])]], (0,))
+    assert matched.item() < 1e-5 and swapped.item() > 10
 
 
 def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):

@@ -25,7 +25,7 @@ QTYPES = ["colour", "shape", "exists", "count", "left", "above"]
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 MAX_COUNT = 3
 OBJECT_SCALE = (0.2, 0.3)  # object side as a fraction of the image side
-SPATIAL_MARGIN = 0.12  # minimum centre offset (fraction of the side) for left/above questions
+SPATIAL_MARGIN = 0.25  # minimum centre offset (fraction of the side, two cells at 224 px) for left/above questions
 
 
 def sample_rng(split: str, seed: int, index: int) -> np.random.Generator:

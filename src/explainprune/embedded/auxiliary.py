@@ -107,18 +107,21 @@ def attention_loss(
     attentions: tuple[torch.Tensor, ...],
     query_positions: torch.Tensor,
     visual_positions: list[torch.Tensor],
-    relevant_cells: list[torch.Tensor],
+    relevant_cells: list[list[torch.Tensor]],
     layers: tuple[int, ...],
 ) -> torch.Tensor:
-    """Pull one head per supervised layer at the answer-predicting position onto the queried object's tokens.
+    """Pull heads of each supervised layer at the answer-predicting position onto the queried objects' tokens.
 
-    For each question, -log of that head's total attention weight on the relevant cells.
+    `relevant_cells[row][h]` are the cells head h must attend to (a spatial question gives each of its two
+    objects a head of its own, so their positions reach the answer apart); the loss is -log of each head's
+    total attention weight on its cells.
     """
     terms = []
-    for row, (positions, cells) in enumerate(zip(visual_positions, relevant_cells)):
-        if cells.numel() == 0:
-            continue
-        for layer in layers:
-            weights = attentions[layer][row, 0, query_positions[row]].float()
-            terms.append(-torch.log(weights[positions[cells]].sum() + 1e-6))
+    for row, (positions, groups) in enumerate(zip(visual_positions, relevant_cells)):
+        for head, cells in enumerate(groups):
+            if cells.numel() == 0:
+                continue
+            for layer in layers:
+                weights = attentions[layer][row, head, query_positions[row]].float()
+                terms.append(-torch.log(weights[positions[cells]].sum() + 1e-6))
     return torch.stack(terms).mean() if terms else query_positions.new_zeros((), dtype=torch.float32)

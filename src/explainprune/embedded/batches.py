@@ -19,7 +19,7 @@ from explainprune.data import Sample
 from explainprune.data.prompting import prompt_texts
 from explainprune.data.synthetic import generate_sample
 from explainprune.embedded.auxiliary import cell_targets
-from explainprune.embedded.conversations import CAPTION_QUESTION, caption_text, extra_question
+from explainprune.embedded.conversations import CAPTION_QUESTIONS, caption_text, extra_question
 
 SIZES = [112, 168, 224, 280]
 SIZE_WEIGHTS = [0.2, 0.35, 0.4, 0.05]
@@ -94,7 +94,9 @@ def plan_batch(
             if extra is not None and extra[1] not in asked:
                 asked.add(extra[1])
                 plan.questions.append(Sample(sample.id, sample.image, extra[1], extra[2], extra[0], sample.objects))
-        caption = Sample(sample.id, sample.image, CAPTION_QUESTION, caption_text(sample.objects), "caption", sample.objects)
+        axis = int(rng.integers(2))
+        caption = caption_text(sample.objects, axis)
+        caption = Sample(sample.id, sample.image, CAPTION_QUESTIONS[axis], caption, "caption", sample.objects)
         plan.questions.append(caption)
         plan.image_of += [image_index] * (len(plan.questions) - len(plan.image_of))
     for image_id in rng.choice(easy_pool.image_ids, size=easy_images, replace=False):

@@ -6,18 +6,21 @@ import numpy as np
 
 from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHAPES, spatial_question
 
-CAPTION_QUESTION = "list the objects from left to right."
+CAPTION_QUESTIONS = ("list the objects from left to right.", "list the objects from top to bottom.")
+# Extra training questions lean to the types that need two objects' positions or several objects.
+EXTRA_QTYPE_WEIGHTS = {"colour": 1.0, "shape": 1.0, "exists": 1.0, "count": 1.5, "left": 2.0, "above": 2.0}
 
 
-def caption_text(objects: list[dict]) -> str:
-    """The objects as 'colour shape' phrases ordered by their centre's x coordinate."""
-    ordered = sorted(objects, key=lambda o: o["bbox"][0] + o["bbox"][2])
+def caption_text(objects: list[dict], axis: int = 0) -> str:
+    """The objects as 'colour shape' phrases ordered by their centre's x (axis 0) or y (axis 1) coordinate."""
+    ordered = sorted(objects, key=lambda o: o["bbox"][axis] + o["bbox"][axis + 2])
     return ", ".join(f"{o['colour']} {o['shape']}" for o in ordered)
 
 
 def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> tuple[str, str, str] | None:
     """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit."""
-    qtype = str(rng.choice(QTYPES))
+    weights = np.array([EXTRA_QTYPE_WEIGHTS[qtype] for qtype in QTYPES])
+    qtype = str(rng.choice(QTYPES, p=weights / weights.sum()))
     shapes = [o["shape"] for o in objects]
     colours = [o["colour"] for o in objects]
     if qtype == "colour":
@@ -50,7 +53,8 @@ def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> 
 
 
 def relevant_objects(qtype: str, question: str, objects: list[dict]) -> list[int]:
-    """Indices of the objects a synthetic question is about (empty when no object is, e.g. a zero count)."""
+    """Indices of the objects a synthetic question is about (empty when no object is, e.g. a zero count);
+    for a spatial question the two objects in the order the question names them."""
     words = question.rstrip("?.").split()
     named = {w for w in words if w in COLOURS or w in SHAPES} | {s for s, p in PLURALS.items() if p in words}
     if qtype == "colour":
@@ -64,5 +68,5 @@ def relevant_objects(qtype: str, question: str, objects: list[dict]) -> list[int
         return exact or [i for i, o in enumerate(objects) if o["colour"] in named or o["shape"] in named]
     if qtype in ("left", "above"):
         pairs = [(words[2], words[3]), (words[-2], words[-1])]
-        return [i for i, o in enumerate(objects) if (o["colour"], o["shape"]) in pairs]
+        return [i for pair in pairs for i, o in enumerate(objects) if (o["colour"], o["shape"]) == pair]
     return []

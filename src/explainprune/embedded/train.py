@@ -36,7 +36,7 @@ def train_embedded(
     vision_steps: int = 800,
     vision_images: int = 16,
     vision_lr: float = 3e-3,
-    steps: int = 1500,
+    steps: int = 6000,
     lr: float = 1.5e-3,
     vision_lr_scale: float = 1.0,
     synthetic_images: int = 8,
@@ -47,7 +47,7 @@ def train_embedded(
     attention_weight: float = 0.5,
     attention_layers: tuple[int, ...] = (1, 2),
     warmup_fraction: float = 0.05,
-    answer_steps: int = 900,
+    answer_steps: int = 1200,
     answer_images: int = 8,
     answer_questions: int = 6,
     answer_lr: float = 1e-3,
@@ -225,7 +225,8 @@ def _losses(
 
 
 def _look_loss(attentions, batch: dict, plan, attention_layers: tuple[int, ...]) -> torch.Tensor:
-    """`attention_loss` for the synthetic questions: relevant cells are those covered by the asked-about objects."""
+    """`attention_loss` for the synthetic questions: relevant cells are those covered by the asked-about
+    objects; a spatial question's two objects go to two heads."""
     is_visual = batch["mm_token_type_ids"] == 1
     query_positions = (batch["labels"] != -100).int().argmax(dim=1) - 1
     visual_positions, relevant_cells = [], []
@@ -233,10 +234,11 @@ def _look_loss(attentions, batch: dict, plan, attention_layers: tuple[int, ...])
         visual_positions.append(is_visual[row].nonzero().squeeze(1))
         target = plan.targets[plan.image_of[row]]
         if target is None or question.qtype == "caption":
-            relevant_cells.append(torch.empty(0, dtype=torch.long))
+            relevant_cells.append([])
             continue
-        objects = torch.tensor(relevant_objects(question.qtype, question.question, question.objects), dtype=torch.long)
-        relevant_cells.append(torch.isin(target["object"], objects).nonzero().squeeze(1))
+        objects = relevant_objects(question.qtype, question.question, question.objects)
+        groups = [[i] for i in objects] if question.qtype in ("left", "above") else [objects]
+        relevant_cells.append([torch.isin(target["object"], torch.tensor(g, dtype=torch.long)).nonzero().squeeze(1) for g in groups])
     return attention_loss(attentions, query_positions, visual_positions, relevant_cells, attention_layers)
 
 
@@ -268,9 +270,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vision-steps", type=int, default=800, help="steps of the vision-only stage")
     parser.add_argument("--vision-lr", type=float, default=3e-3)
-    parser.add_argument("--steps", type=int, default=1500, help="steps of the joint stage")
+    parser.add_argument("--steps", type=int, default=6000, help="steps of the joint stage")
     parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--answer-steps", type=int, default=900, help="steps of the answer stage (vision tower frozen)")
+    parser.add_argument("--answer-steps", type=int, default=1200, help="steps of the answer stage (vision tower frozen)")
     parser.add_argument("--answer-lr", type=float, default=1e-3)
     parser.add_argument("--attention-weight", type=float, default=0.5, help="weight of the attention loss (0: off)")
     parser.add_argument("--eval-every", type=int, default=200)
