@@ -1,8 +1,5 @@
-"""The embedded model's recipe: model/processor construction, training run, save/load round trip.
-
-No trained embedded model ships yet (the recipe has not reached its quality target); these tests
-cover what exists: the recipe runs, saves a directory the Auto classes load, and reports accuracies.
-"""
+"""The embedded model's recipe: model/processor construction, targets and losses, a short training run
+that saves a directory the Auto classes load (the shipped model itself: test_embedded_model.py)."""
 
 import json
 

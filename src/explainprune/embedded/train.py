@@ -1,6 +1,12 @@
 """Train the embedded Qwen2-VL model from scratch on synthetic scenes and easy-vqa.
 
-Run: python -m explainprune.embedded.train --out DIR --seed 0
+Run: explainprune embedded train --out DIR --seed 0   (about 55 minutes on 2 cores, then ~2 minutes of tests)
+
+What made it learn to look (measured; answer-only training sits at the answer prior): a vision-only first
+stage on dense per-cell targets plus each object's shape read from the mean of its cells (per-cell shape
+accuracy 0.97 after 800 steps, 8 minutes); then joint training with captions, the cell loss and attention
+supervision that sends one head per named object to its tokens (spatial questions stayed at chance until
+their two objects had a head each).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def train_embedded(
     attention_weight: float = 0.5,
     attention_layers: tuple[int, ...] = (1, 2),
     warmup_fraction: float = 0.05,
-    answer_steps: int = 1200,
+    answer_steps: int = 0,
     answer_images: int = 8,
     answer_questions: int = 6,
     answer_lr: float = 1e-3,
@@ -272,7 +278,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vision-lr", type=float, default=3e-3)
     parser.add_argument("--steps", type=int, default=6000, help="steps of the joint stage")
     parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--answer-steps", type=int, default=1200, help="steps of the answer stage (vision tower frozen)")
+    parser.add_argument("--answer-steps", type=int, default=0, help="steps of an optional last stage training the language model alone (vision tower frozen); the shipped model used none")
     parser.add_argument("--answer-lr", type=float, default=1e-3)
     parser.add_argument("--attention-weight", type=float, default=0.5, help="weight of the attention loss (0: off)")
     parser.add_argument("--eval-every", type=int, default=200)
