@@ -1,6 +1,7 @@
 """explainprune: explainability-guided visual token compression for multimodal LLMs."""
 
 from .compressor import Compressor, PruneStats
+from .embedded import load_embedded
 from .errors import ExplainPruneError, InputMismatchError, UnsupportedModelError
 from .scoring import SCORERS, Scorer, register
 
@@ -12,5 +13,6 @@ __all__ = [
     "SCORERS",
     "Scorer",
     "UnsupportedModelError",
+    "load_embedded",
     "register",
 ]

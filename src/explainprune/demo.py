@@ -3,15 +3,13 @@
 Prints one held-out question with the answers at keep 1.0 and 0.25, writes the image with the
 predicted relevance overlaid and the pruned tokens greyed out, then the eval table on held-out
 questions for learned, layer0, uniform and random.
-
-While no embedded model is shipped, it shows the mechanics on a tiny random-weight Qwen2-VL
-instead (layer-0 relevance, exactness at keep 1.0, tokens kept); speed: `explainprune bench`; it says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,49 +49,14 @@ def _answer(compressor, inputs) -> str:
     return compressor.processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
 
 
-def tiny_model_demo(args: argparse.Namespace) -> int:
-    """The mechanics on a tiny random-weight Qwen2-VL: nothing here measures answer quality."""
-    from . import Compressor
-    from .data import load_samples, make_inputs
-    from .tiny import build_tiny
-
-    print("No embedded model is shipped yet: showing the mechanics on a tiny random-weight Qwen2-VL.")
-    model, processor = build_tiny("qwen2-vl")
-    example = load_samples("synthetic:split=test,seed=1,n=1,size=448")[0]
-    inputs = make_inputs(processor, [example])
-    full = Compressor(model, processor, scorer="layer0", keep_ratio=1.0)
-    with torch.no_grad():
-        reference = model(**inputs).logits
-        difference = (model(**full.prepare(**inputs)).logits - reference).abs().max().item()
-    print(f"question: {example.question}")
-    print(f"keep 1.0: max |logit difference| to the unpruned model = {difference:.1e}")
-    for keep in (1.0, 0.5, 0.25, 0.1):
-        compressor = Compressor(model, processor, scorer="layer0", keep_ratio=keep)
-        encoded = compressor.encode(**inputs)
-        scores = compressor.score(encoded) if keep < 1.0 else None
-        prepared = compressor.prepare_encoded(encoded, scores)
-        print(
-            f"keep {keep:.2f}: {compressor.last_stats.visual_after[0]:>3} of {compressor.last_stats.visual_before[0]}"
-            f" visual tokens, LLM sequence {prepared['inputs_embeds'].shape[1]:>3} tokens"
-        )
-        if keep == 0.25:
-            span = encoded.spans[0][0]
-            kept = compressor.select(encoded, scores)[0]
-            overlay = relevance_overlay(example.image, scores[0][0], torch.isin(span.positions, kept), span.grids[0])
-            overlay.save(args.out / "relevance.png")
-    print(f"wrote {args.out / 'relevance.png'}: layer-0 relevance in red, pruned tokens greyed out")
-    return 0
-
-
 def main(args: argparse.Namespace) -> int:
     from . import Compressor
     from .bench.quality import evaluate, format_table, plot_retention
     from .data import load_samples, make_inputs
-    from .embedded import EMBEDDED_DIR, load_embedded
+    from .embedded import load_embedded
 
+    started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (EMBEDDED_DIR / "config.json").is_file():
-        return tiny_model_demo(args)
     model, processor = load_embedded()
     samples = load_samples(DEMO_DATA.format(n=args.n))
     example = samples[0]
@@ -118,4 +81,5 @@ def main(args: argparse.Namespace) -> int:
     (args.out / "eval.json").write_text(json.dumps(report, indent=2))
     plot_retention(report, args.out / "retention.png")
     print(f"\nwrote {args.out / 'eval.json'} and {args.out / 'retention.png'}")
+    print(f"demo took {time.perf_counter() - started:.0f} s")
     return 0

@@ -134,7 +134,7 @@ def plot_retention(report: dict, path) -> None:
         axis.plot([r["keep_ratio"] for r in rows], [r["retention"] for r in rows], marker="o", label=name)
     axis.set_xlabel("keep ratio (share of visual tokens kept)")
     axis.set_ylabel("retention (% of unpruned accuracy)")
-    axis.set_title(f"{report.get('model', '')} on {report.get('data', '')} (n={report['n']})")
+    axis.set_title(f"{report.get('model', '')} on {report.get('data', '')}\n(n={report['n']})", fontsize=9)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
