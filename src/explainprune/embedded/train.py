@@ -1,6 +1,6 @@
 """Train the embedded Qwen2-VL model from scratch on synthetic scenes and easy-vqa.
 
-Run: explainprune embedded train --out DIR --seed 0   (about 55 minutes on 2 cores, then ~2 minutes of tests)
+Run: explainprune embedded train --out DIR --seed 0   (about 55 minutes on 2 cores, then ~2 minutes of accuracy report)
 
 What made it learn to look (measured; answer-only training sits at the answer prior): a vision-only first
 stage on dense per-cell targets plus each object's shape read from the mean of its cells (per-cell shape
@@ -64,8 +64,8 @@ def train_embedded(
     threads: int = 2,
 ) -> dict:
     """Train in stages: the vision tower alone on the dense cell targets (`vision_steps`); the whole model
-    on questions, captions, cell and attention losses (`steps`); the language model alone, vision tower
-    frozen, on more questions per image (`answer_steps`). Resumes from DIR/checkpoint.pt if present;
+    on questions, captions, cell and attention losses (`steps`); optionally the language model alone, vision
+    tower frozen, on more questions per image (`answer_steps`, 0 by default). Resumes from DIR/checkpoint.pt if present;
     saves model + processor + training.json to DIR."""
     settings = {key: value for key, value in locals().items() if key not in ("out_dir", "val_n", "test_n", "easy_test_n")}
     settings["attention_layers"] = list(attention_layers)
