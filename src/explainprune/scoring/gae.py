@@ -37,6 +37,6 @@ class GAEScorer(Scorer):
             variant, quantity=quantity, gradient=gradient, heads=heads, answer_tokens=answer_tokens
         )
 
-    def score(self, compressor, encoded):
-        answers = generate_answers(compressor.model, encoded, self.max_new_tokens, keep_stop=True)
-        return gae(compressor.adapter, encoded, answers, self.variant)
+    def score(self, adapter, encoded):
+        answers = generate_answers(adapter.model, encoded, self.max_new_tokens, keep_stop=True)
+        return gae(adapter, encoded, answers, self.variant)
