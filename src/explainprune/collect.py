@@ -41,11 +41,15 @@ def collect(
     only_correct: bool = True,
     shard_size: int = 256,
     on_batch: Callable[[list[str]], None] | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "fp32",
+    attn_implementation: str | None = None,
 ) -> dict:
     """Collect records for the first `limit` samples of `data_spec` into `out_dir`; returns the manifest.
 
-    `model` is a model, a directory or 'embedded' (then `processor` may be None). `on_batch` is
-    called with the sample ids of each finished batch.
+    `model` is a model (used on its own device and dtype), or a directory or 'embedded' (then
+    `processor` may be None, and it is loaded on `device` in `dtype`). `on_batch` is called with
+    the sample ids of each finished batch.
     """
     if explainer not in EXPLAINERS:
         raise ValueError(f"unknown explainer {explainer!r}; known: {', '.join(EXPLAINERS)}")
@@ -54,7 +58,7 @@ def collect(
     model_name = getattr(model, "name_or_path", None) or type(model).__name__
     if isinstance(model, (str, Path)):
         model_name = str(model)
-        model, loaded_processor = load_model(model_name)
+        model, loaded_processor = load_model(model_name, device, dtype, attn_implementation)
         processor = processor or loaded_processor
     if processor is None:
         raise ValueError("a processor is required with a model instance")
@@ -95,7 +99,7 @@ def collect_batch(
 ) -> None:
     """Answer, filter, explain and write the records of one batch of samples."""
     with torch.no_grad():
-        encoded = adapter.encode(dict(make_inputs(processor, samples)))
+        encoded = adapter.encode(dict(make_inputs(processor, samples, device=adapter.model.device)))
     answers = generate_answers(adapter.model, encoded, max_new_tokens)
     texts = processor.tokenizer.batch_decode(answers, skip_special_tokens=True)
     kept = []
@@ -134,19 +138,6 @@ def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `explainprune collect`."""
-    parser.add_argument("--model", required=True, help="save_pretrained directory, or 'embedded'")
-    parser.add_argument("--data", required=True, help="data spec, e.g. synthetic:split=train,n=500 or a .jsonl file")
-    parser.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")
-    parser.add_argument("--explainer", default="gae", choices=sorted(EXPLAINERS))
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=8, help="answer length limit")
-    parser.add_argument("--keep-incorrect", action="store_true", help="also keep wrongly answered samples")
-    parser.add_argument("--shard-size", type=int, default=256, help="records per shard file")
-
-
 def main(args: argparse.Namespace) -> None:
     """Run `explainprune collect` with parsed arguments."""
     collect(
@@ -160,4 +151,7 @@ def main(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         only_correct=not args.keep_incorrect,
         shard_size=args.shard_size,
+        device=args.device,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
     )
