@@ -8,6 +8,7 @@ from importlib import import_module
 
 _PUBLIC = {
     "Compressor": ".compressor",
+    "Prepared": ".compressor",
     "PruneStats": ".compressor",
     "load_embedded": ".embedded",
     "load_model": ".loading",
