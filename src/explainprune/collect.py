@@ -123,7 +123,7 @@ def collect_batch(
             if not values.max() > 0:
                 writer.drop(record_id, "zero_relevance")
                 continue
-            writer.add(Record(record_id, features[row][span_index], preprocess_target(values), tuple(span.grids)))
+            writer.add(Record(record_id, features[row][span_index].cpu(), preprocess_target(values), tuple(span.grids)))
 
 
 def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
