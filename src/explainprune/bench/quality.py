@@ -70,7 +70,7 @@ def evaluate(
     bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        inputs = make_inputs(processor, batch)
+        inputs = make_inputs(processor, batch, device=model.device)
         encoded = baseline_compressor.encode(**inputs)
         runs = [(("baseline", 1.0), baseline_compressor, None)]
         for name in scorers:

@@ -28,15 +28,17 @@ def prompt_texts(processor, samples: list[Sample], answers: list[str] | None = N
     return prompts
 
 
-def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None):
-    """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given)."""
+def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None, device=None):
+    """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given),
+    its tensors on `device` (the model's device) when given."""
     processor.tokenizer.padding_side = "left"
-    return processor(
+    inputs = processor(
         text=prompt_texts(processor, samples, answers),
         images=[s.image for s in samples],
         padding=True,
         return_tensors="pt",
     )
+    return inputs if device is None else inputs.to(device)
 
 
 def normalize_answer(text: str) -> str:

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from explainprune.commands import embedded_train as embedded_train_options
 from explainprune.data import load_samples
 from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_vision_batch
@@ -270,23 +271,6 @@ def save_model(model, processor, out_dir: Path, report: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line options of `train_embedded`."""
-    parser.add_argument("--out", required=True, help="output directory (resumes from its checkpoint.pt)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vision-steps", type=int, default=800, help="steps of the vision-only stage")
-    parser.add_argument("--vision-lr", type=float, default=3e-3)
-    parser.add_argument("--steps", type=int, default=6000, help="steps of the joint stage")
-    parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--answer-steps", type=int, default=0, help="steps of an optional last stage training the language model alone (vision tower frozen); the shipped model used none")
-    parser.add_argument("--answer-lr", type=float, default=1e-3)
-    parser.add_argument("--attention-weight", type=float, default=0.5, help="weight of the attention loss (0: off)")
-    parser.add_argument("--eval-every", type=int, default=200)
-    parser.add_argument("--test-n", type=int, default=500, help="synthetic test questions per resolution")
-    parser.add_argument("--easy-test-n", type=int, default=1000, help="easy-vqa test questions (0: all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
-
-
 def main(args: argparse.Namespace) -> None:
     """Run training from parsed arguments and print the accuracies."""
     report = train_embedded(
@@ -309,5 +293,5 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(cli)
+    embedded_train_options.add_arguments(cli)
     main(cli.parse_args())

@@ -17,7 +17,7 @@ from .base import Scorer, register
 
 def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
     """The predictor's input: per sample, per span, (n_tokens, heads) layer-0 attention of the
-    instruction rows on the span's scored tokens."""
+    instruction rows on the span's scored tokens, on the model's device."""
     maps = instruction_attention(adapter, encoded)
     features = []
     for b, spans in enumerate(encoded.spans):
@@ -26,7 +26,7 @@ def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Te
                 f"sample {b} has no text after its last image or video: the predictor's features are the "
                 "attention of those instruction tokens"
             )
-        features.append([maps[b][:, span.positions.to(maps[b].device)].T.cpu() for span in spans])
+        features.append([maps[b][:, span.positions.to(maps[b].device)].T for span in spans])
     return features
 
 
@@ -46,7 +46,8 @@ class LearnedScorer(Scorer):
         self.predictor = Predictor.from_pretrained(predictor) if isinstance(predictor, (str, Path)) else predictor
 
     def predictor_for(self, model) -> Predictor:
-        """The given predictor, or the shipped one when `model` is the embedded model."""
+        """The given predictor, or the shipped one when `model` is the embedded model, on the
+        model's device (moved there once)."""
         if self.predictor is None:
             if not is_embedded_model(model):
                 raise ExplainPruneError(
@@ -54,6 +55,8 @@ class LearnedScorer(Scorer):
                     "(from `explainprune train`) or a Predictor; only the embedded model has a default"
                 )
             self.predictor = Predictor.from_pretrained(PREDICTOR_DIR)
+        if next(self.predictor.parameters()).device != model.device:
+            self.predictor = self.predictor.to(model.device)
         return self.predictor
 
     def score(self, adapter, encoded):
@@ -63,5 +66,5 @@ class LearnedScorer(Scorer):
         for spans, features in zip(encoded.spans, span_features(adapter, encoded)):
             for span in spans:
                 predictor.check_compatible(fingerprint, span.modality)
-            scores.append([predictor.predict(f, span.grids).cpu() for f, span in zip(features, spans)])
+            scores.append([predictor.predict(f, span.grids) for f, span in zip(features, spans)])
         return scores
