@@ -115,9 +115,7 @@ def test_unknown_explainer_is_refused(qwen, dataset, tmp_path):
 
 def test_command_line_gae_options_reach_the_targets_and_the_manifest(qwen, dataset, tmp_path):
     model, processor = qwen
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
+    args = build_parser().parse_args(["collect", "--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
                               "--keep-incorrect", "--variant", "paper", "--heads", "max"])  # fmt: skip
     options = {name: getattr(args, name) for name in ("variant", "quantity", "gradient", "heads", "answer_tokens")}
     manifest = collect(model, processor, dataset, tmp_path, limit=2, only_correct=False, **options)

@@ -106,17 +106,16 @@ def chosen_explainer(
 ):
     """(explain(adapter, encoded, answers), its options for the manifest); the GAE variant from the
     preset `variant` (default: default) and the options given (None: the preset's)."""
-    if explainer not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {explainer!r}; known: {', '.join(EXPLAINERS)}")
+    explain = EXPLAINERS.get(explainer)
     given = {"quantity": quantity, "gradient": gradient, "heads": heads, "answer_tokens": answer_tokens}
     given = {name: value for name, value in given.items() if value is not None}
     if explainer == "gae":
         chosen = gae_variant(variant or "default", **given)
-        return functools.partial(EXPLAINERS["gae"], variant=chosen), chosen.as_dict()
+        return functools.partial(explain, variant=chosen), chosen.as_dict()
     if variant is not None or given:
         named = sorted(given) + (["variant"] if variant is not None else [])
         raise ExplainPruneError(f"GAE options ({', '.join(named)}) do not apply to the {explainer} explainer")
-    return EXPLAINERS[explainer], {}
+    return explain, {}
 
 
 def collect_batch(
