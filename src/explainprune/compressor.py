@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .adapters import EncodedBatch, get_adapter
 from .errors import ExplainPruneError, InputMismatchError
@@ -20,6 +21,7 @@ MODEL_INPUT_NAMES = frozenset({
     "video_grid_thw", "mm_token_type_ids", "second_per_grid_ts", "image_sizes",
     "image_sizes_videos", "batch_num_images",
 })  # fmt: skip
+BUILT_INPUT_NAMES = frozenset({"inputs_embeds", "position_ids", "cache_position", "past_key_values"})
 
 
 @dataclass(frozen=True)
@@ -146,17 +148,31 @@ class Compressor:
         return Prepared(**model_inputs, kept=kept, stats=prune_stats(encoded, kept))
 
     @torch.no_grad()
-    def generate(self, **inputs) -> torch.Tensor:
+    def generate(self, **inputs):
         """Like `model.generate(**inputs, **generate_kwargs)` on the pruned sequence.
 
         Returns the prompt's input_ids followed by the new tokens, as `model.generate` does, so
-        `output[:, inputs["input_ids"].shape[1]:]` are the new tokens.
+        `output[:, inputs["input_ids"].shape[1]:]` are the new tokens. With
+        `return_dict_in_generate=True` it returns `model.generate`'s output object whose `sequences`
+        are those ids (its scores, attentions, ... are of the pruned sequence).
         """
         model_inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUT_NAMES}
         generate_kwargs = {k: v for k, v in inputs.items() if k not in MODEL_INPUT_NAMES}
+        built = sorted(set(generate_kwargs) & BUILT_INPUT_NAMES)
+        if built:
+            raise ExplainPruneError(
+                f"Compressor.generate builds {', '.join(built)} itself from input_ids and the images: pass the "
+                f"processor's output (or call model.generate(**compressor.prepare(**inputs)) yourself)"
+            )
         encoded = self.encode(**model_inputs)
+        input_ids = model_inputs["input_ids"]
         if self.input_stage:
-            new_tokens = self.model.generate(**self.prepare_encoded(encoded), **generate_kwargs)
+            output = self.model.generate(**self.prepare_encoded(encoded), **generate_kwargs)
         else:
+            as_dict = generate_kwargs.pop("return_dict_in_generate", False)
             new_tokens, _ = self.scorer.generate(self.adapter, encoded, self.keep_ratio, **generate_kwargs)
-        return torch.cat([model_inputs["input_ids"], new_tokens.to(model_inputs["input_ids"].device)], dim=1)
+            output = GenerateDecoderOnlyOutput(sequences=new_tokens) if as_dict else new_tokens
+        if isinstance(output, torch.Tensor):
+            return torch.cat([input_ids, output.to(input_ids.device)], dim=1)
+        output.sequences = torch.cat([input_ids, output.sequences.to(input_ids.device)], dim=1)
+        return output

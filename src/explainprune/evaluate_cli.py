@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .arguments import check_scorers
-from .bench.quality import evaluate, format_table, plot_retention
+from .bench.quality import check_evaluation, evaluate, format_table, plot_retention
 from .data import load_samples
 from .loading import load_model
 
@@ -14,6 +14,7 @@ from .loading import load_model
 def main(args: argparse.Namespace) -> int:
     check_scorers(args.scorers)  # fails fast on a misspelt name, before loading anything
     samples = load_samples(args.data)
+    check_evaluation(samples, args.scorers, args.keep, args.batch_size)  # before the model loads
     options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}

@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 from ..compressor import Compressor, prune_stats
 from ..data import is_correct, make_inputs
 from ..data.sample import Sample
+from ..errors import ExplainPruneError
+from ..prune import check_keep_ratio
 
 MAX_NEW_TOKENS = 6
 
@@ -46,6 +48,23 @@ def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int =
     return [round(float(low), 2), round(float(high), 2)]
 
 
+def check_evaluation(samples: list[Sample], scorers: list[str], keep_ratios: list[float], batch_size: int) -> None:
+    """Refuse what would make a table of NaN or of duplicate rows: no samples, samples without an
+    answer, no or repeated scorers or keep ratios, a batch size below 1."""
+    if not samples:
+        raise ExplainPruneError("no samples to evaluate: the data spec or file selected none")
+    unanswered = [s.id for s in samples if not s.answer]
+    if unanswered:
+        raise ExplainPruneError(
+            f"{len(unanswered)} sample(s) have no answer to score against (e.g. {unanswered[0]!r}): give each an answer"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExplainPruneError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    for what, values in (("scorers", list(scorers)), ("keep ratios", [check_keep_ratio(k) for k in keep_ratios])):
+        if not values or len(set(values)) != len(values):
+            raise ExplainPruneError(f"{what} must be a non-empty list without repeats, got {values}")
+
+
 def evaluate(
     model,
     processor,
@@ -57,6 +76,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep."""
+    check_evaluation(samples, scorers, keep_ratios, batch_size)
     scorer_options = scorer_options or {}
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device_options, positive_int
+from ..options import add_device_options, output_dir, positive_int
 
 HELP = "collect (layer-0 attention, relevance) training pairs"
 RUN = "explainprune.collect:main"
@@ -13,7 +13,7 @@ RUN = "explainprune.collect:main"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="save_pretrained directory, or 'embedded'")
     parser.add_argument("--data", required=True, help="data spec, e.g. synthetic:split=train,n=500 or a .jsonl file")
-    parser.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    parser.add_argument("--out", type=output_dir, required=True, help="output directory (resumed if it exists)")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples")
     parser.add_argument("--explainer", default="gae", help="explainer of the targets (default: gae; also rollout, gradxinput)")
     variant = parser.add_argument_group("GAE variant (explain/gae.py; gae explainer only)")

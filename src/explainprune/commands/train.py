@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_device_options, fraction, non_negative_int, positive_float, positive_int
+from ..options import add_device_options, fraction, non_negative_int, output_dir, positive_float, positive_int
 
 HELP = "train a relevance predictor on collected pairs"
 RUN = "explainprune.predictor.train:main"
@@ -13,7 +13,7 @@ RUN = "explainprune.predictor.train:main"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data directory written by `explainprune collect`")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the best checkpoint and metrics.json")
+    parser.add_argument("--out", type=output_dir, required=True, help="directory for the best checkpoint and metrics.json")
     parser.add_argument("--arch", choices=("paper", "grid"), default="paper", help="paper: 1-D convs; grid: 2-D/3-D convs")
     parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=128)

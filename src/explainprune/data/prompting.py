@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from explainprune.data.sample import Sample
+from explainprune.errors import ExplainPruneError
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -32,13 +33,33 @@ def make_inputs(processor, samples: list[Sample], answers: list[str] | None = No
     """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given),
     its tensors on `device` (the model's device) when given."""
     processor.tokenizer.padding_side = "left"
-    inputs = processor(
-        text=prompt_texts(processor, samples, answers),
-        images=[s.image for s in samples],
-        padding=True,
-        return_tensors="pt",
-    )
+    try:
+        inputs = processor(
+            text=prompt_texts(processor, samples, answers),
+            images=[s.image for s in samples],
+            padding=True,
+            return_tensors="pt",
+        )
+    except ValueError as error:
+        raise processor_refusal(processor, samples, error) from error
     return inputs if device is None else inputs.to(device)
+
+
+def processor_refusal(processor, samples: list[Sample], error: ValueError) -> ExplainPruneError:
+    """The processor's refusal of a batch (e.g. Qwen2-VL's aspect-ratio limit of 200) as one line
+    naming the first sample it refuses alone."""
+    for sample in samples if len(samples) > 1 else []:
+        try:
+            make_inputs(processor, [sample])
+        except ExplainPruneError as refusal:
+            return refusal
+    reason = " ".join(str(error).split()) or type(error).__name__
+    width, height = samples[0].image.size
+    return ExplainPruneError(
+        f"the processor refused sample {samples[0].id!r} ({width}x{height} image): {reason}; resize or crop that image"
+        if len(samples) == 1
+        else f"the processor refused a batch of {len(samples)} samples: {reason}"
+    )
 
 
 def normalize_answer(text: str) -> str:

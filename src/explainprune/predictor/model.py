@@ -246,4 +246,14 @@ class Predictor(nn.Module):
             predictor.load_state_dict(state)
         except RuntimeError as error:
             raise ExplainPruneError(f"weights {weights_path} do not fit config {config_path}: {error}") from error
+        predictor.check_finite(str(weights_path))
         return predictor.eval()
+
+    def check_finite(self, where: str = "the predictor") -> None:
+        """Refuse NaN or infinite weights (a diverged training run): they would rank tokens arbitrarily."""
+        bad = [name for name, tensor in self.state_dict().items() if not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise ExplainPruneError(
+                f"{where} has NaN or infinite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                "retrain it (e.g. with a lower --lr)"
+            )

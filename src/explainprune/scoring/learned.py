@@ -19,15 +19,7 @@ def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Te
     """The predictor's input: per sample, per span, (n_tokens, heads) layer-0 attention of the
     instruction rows on the span's scored tokens, on the model's device."""
     maps = instruction_attention(adapter, encoded)
-    features = []
-    for b, spans in enumerate(encoded.spans):
-        if spans and maps[b] is None:
-            raise ExplainPruneError(
-                f"sample {b} has no text after its last image or video: the predictor's features are the "
-                "attention of those instruction tokens"
-            )
-        features.append([maps[b][:, span.positions.to(maps[b].device)].T for span in spans])
-    return features
+    return [[maps[b][:, span.positions.to(maps[b].device)].T for span in spans] for b, spans in enumerate(encoded.spans)]
 
 
 def is_embedded_model(model) -> bool:
@@ -43,6 +35,8 @@ class LearnedScorer(Scorer):
     def __init__(self, predictor: str | Path | Predictor | None = None):
         if predictor is not None and not isinstance(predictor, (str, Path, Predictor)):
             raise ExplainPruneError(f"predictor must be a directory or a Predictor, got {type(predictor).__name__}")
+        if isinstance(predictor, Predictor):
+            predictor.check_finite()
         self.predictor = Predictor.from_pretrained(predictor) if isinstance(predictor, (str, Path)) else predictor
 
     def predictor_for(self, model) -> Predictor:
