@@ -192,3 +192,57 @@ def test_an_image_the_processor_refuses_is_named_in_one_line(tiny_dirs):
     samples[1].image = image(4, 1000)
     with pytest.raises(ExplainPruneError, match=r"refused sample 'synthetic-train-0-1' \(4x1000 image\): absolute aspect ratio"):
         make_inputs(processor, samples)
+
+
+def tiny_jsonl(directory, n: int = 3, seed: int = 0) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(n):
+        image(56, 56, seed=seed + index).save(directory / f"{index}.png")
+    records = [{"id": f"s{i}", "image": f"{i}.png", "question": "what colour is it?", "answer": "?"} for i in range(n)]
+    return write_jsonl(directory, records)
+
+
+def test_collect_refuses_to_resume_a_directory_of_another_data_spec(tiny_dirs, tmp_path):
+    """Was: kept the old records and rewrote the manifest to claim the new spec."""
+    from explainprune.collect import collect
+    from explainprune.run_configs import CollectConfig
+
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    first, second = tiny_jsonl(tmp_path / "a"), tiny_jsonl(tmp_path / "b", seed=10)
+    settings = {"model": "tiny", "max_new_tokens": 2, "keep_incorrect": True, "explainer": "rollout"}
+    out = tmp_path / "out"
+    manifest = collect(CollectConfig(data=first, limit=2, **settings), out, model, processor)
+    assert (manifest["data"], manifest["limit"], manifest["records"]) == (first, 2, 2)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(ExplainPruneError, match=r"holds data collected with data='.*a/questions.jsonl', not data='.*b/questions.jsonl': rerun with those settings"):
+        collect(CollectConfig(data=second, **settings), out, model, processor)
+    with pytest.raises(ExplainPruneError, match=r"max_new_tokens=2, not max_new_tokens=3"):
+        collect(CollectConfig(data=first, **{**settings, "max_new_tokens": 3}), out, model, processor)
+    assert (out / "manifest.json").read_text() == before
+    resumed = collect(CollectConfig(data=first, limit=3, batch_size=1, **settings), out, model, processor)
+    assert (resumed["records"], resumed["limit"], resumed["batch_size"]) == (3, 3, 1)  # resumable settings may change
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 1.5, True])
+def test_collect_refuses_a_limit_below_one(limit):
+    """Was: `--limit -1` silently dropped the last sample."""
+    from explainprune.run_configs import CollectConfig
+
+    with pytest.raises(ExplainPruneError, match="CollectConfig.limit"):
+        CollectConfig(model="embedded", data="synthetic:n=3", limit=limit)
+
+
+def test_a_diverging_predictor_training_is_stopped_not_saved(tmp_path):
+    """A relative of the NaN-weights finding: training that turns NaN never writes a predictor."""
+    from explainprune.predictor import Record, ShardWriter, train_predictor
+    from explainprune.run_configs import PredictorTrainingConfig
+
+    identity = {"fingerprint": "f", "explainer": "gae", "explainer_options": {}, "modality": "image"}
+    with ShardWriter(tmp_path / "data", identity) as writer:
+        for index in range(20):
+            features = torch.rand(4, 2) + 0.1
+            writer.add(Record(f"r{index}", features, features[:, 0] / features[:, 0].sum(), ((1, 2, 2),)))
+    config = PredictorTrainingConfig(data=str(tmp_path / "data"), lr=1e30, epochs=3, val_fraction=0.3)
+    with pytest.raises(ExplainPruneError, match="training diverged in epoch .*: lower --lr"):
+        train_predictor(config, tmp_path / "predictor")
+    assert not (tmp_path / "predictor" / "model.safetensors").exists()
