@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
     except UsageError as error:
         print(error, file=sys.stderr)
+        return 2
+    if unknown:  # named after the subcommand, as every other refusal of its arguments
+        print(f"{args.command_name}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
         return 2
     try:
         return run(args)

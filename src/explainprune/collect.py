@@ -30,7 +30,7 @@ from .data.sample import Sample
 from .errors import ExplainPruneError
 from .explain import EXPLAINERS, gae_variant, generate_answers, preprocess_target
 from .explain.answers import select_answer_tokens, stop_token_ids
-from .loading import load_model
+from .loading import load_model, model_directory
 from .paths import output_directory
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
@@ -60,6 +60,8 @@ def collect(
     )
     out_dir = output_directory(out_dir)
     check_resumable(out_dir, config)
+    if model is None:
+        model_directory(config.model)
     samples = load_samples(config.data)[: config.limit]
     if model is None:
         model, processor = load_model(config.model, config.device, config.dtype, config.attn_implementation)

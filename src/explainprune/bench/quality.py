@@ -87,23 +87,22 @@ def evaluate(
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
     correct: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
     tokens: dict = {key: [] for key in correct}
-    bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start : start + batch_size]
-        inputs = make_inputs(processor, batch, device=model.device)
-        encoded = baseline_compressor.encode(**inputs)
-        runs = [(("baseline", 1.0), baseline_compressor, None)]
-        for name in scorers:
-            first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
-            reuse = first is not None and first.input_stage and first.scorer.ranks_by_scores
-            scores = first.score(encoded) if reuse else None
-            runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
-        for key, compressor, scores in runs:
-            answers, kept = _answers(compressor, inputs, encoded, scores)
-            correct[key] += [is_correct(a, s.answer) for a, s in zip(answers, batch)]
-            tokens[key] += kept
-        bar.update(len(batch))
-    bar.close()
+    with tqdm(total=len(samples), desc="eval", unit="q", disable=not progress) as bar:  # closed on errors too
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            inputs = make_inputs(processor, batch, device=model.device)
+            encoded = baseline_compressor.encode(**inputs)
+            runs = [(("baseline", 1.0), baseline_compressor, None)]
+            for name in scorers:
+                first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
+                reuse = first is not None and first.input_stage and first.scorer.ranks_by_scores
+                scores = first.score(encoded) if reuse else None
+                runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
+            for key, compressor, scores in runs:
+                answers, kept = _answers(compressor, inputs, encoded, scores)
+                correct[key] += [is_correct(a, s.answer) for a, s in zip(answers, batch)]
+                tokens[key] += kept
+            bar.update(len(batch))
     baseline = np.array(correct[("baseline", 1.0)], dtype=float)
     baseline_accuracy = float(baseline.mean())
     rows = []
@@ -140,6 +139,15 @@ def format_table(report: dict) -> str:
             f"{interval:>16} {row['visual_tokens']:>7.1f}"
         )
     return "\n".join(lines)
+
+
+def check_plot_path(path) -> None:
+    """Refuse, before any work, a plot file whose extension matplotlib cannot write."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise ExplainPruneError(f"--plot {path}: name a file ending in one of .{', .'.join(sorted(formats))} (e.g. .png)")
 
 
 def plot_retention(report: dict, path) -> None:

@@ -303,7 +303,8 @@ def load_records(data_dir: str | Path) -> tuple[dict, list[Record]]:
     """Read a data directory's manifest and all records of the shards it lists."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory {data_dir} does not exist")
+        what = "is a file, not a data directory" if data_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"data directory {data_dir} {what}: give a directory written by `explainprune collect`")
     manifest_path = data_dir / MANIFEST_NAME
     manifest = _read_manifest(manifest_path)
     if not isinstance(manifest.get("shard_files"), list):
