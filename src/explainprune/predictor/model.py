@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ExplainPruneError
+from ..errors import ExplainPruneError, MissingFileError
 from .atomic import atomic_write, atomic_write_json
 from .shards import Grid, grid_tokens
 
@@ -228,11 +228,11 @@ class Predictor(nn.Module):
         """Load a predictor written by `save_pretrained`."""
         directory = Path(directory)
         if not directory.is_dir():
-            raise FileNotFoundError(f"predictor directory {directory} does not exist")
+            raise MissingFileError(f"predictor directory {directory} does not exist")
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():
-                raise FileNotFoundError(f"predictor directory {directory} has no {path.name}")
+                raise MissingFileError(f"predictor directory {directory} has no {path.name}")
         try:
             config = json.loads(config_path.read_text())
             predictor = cls(config)
