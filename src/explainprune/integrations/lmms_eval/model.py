@@ -159,16 +159,18 @@ class ExplainPruneModel(lmms):
 
     @classmethod
     def around(cls, model, processor, scorer="learned", keep_ratio=1.0, predictor=None, batch_size=1,
-               max_new_tokens=DEFAULT_MAX_NEW_TOKENS, system_prompt=None):  # fmt: skip
-        """A wrapper around an already loaded model: lmms-eval's `clean()` strips the wrapper's
-        modules after each evaluation, so a sweep makes a fresh one per run."""
+               max_new_tokens=DEFAULT_MAX_NEW_TOKENS, system_prompt=None, **scorer_options):  # fmt: skip
+        """A wrapper around an already loaded model (`scorer_options` go to the scorer, e.g. fastv's
+        layer): lmms-eval's `clean()` strips a wrapper's modules after each evaluation, so a sweep
+        makes a fresh one per run."""
         wrapper = cls.__new__(cls)
         lmms.__init__(wrapper)
-        wrapper._setup(model, processor, scorer, keep_ratio, predictor, batch_size, max_new_tokens, system_prompt)
+        wrapper._setup(model, processor, scorer, keep_ratio, predictor, batch_size, max_new_tokens, system_prompt, scorer_options)
         return wrapper
 
-    def _setup(self, model, processor, scorer, keep_ratio, predictor, batch_size, max_new_tokens, system_prompt):
+    def _setup(self, model, processor, scorer, keep_ratio, predictor, batch_size, max_new_tokens, system_prompt, scorer_options=None):
         options = {"predictor": predictor} if predictor else {}
+        options |= scorer_options or {}
         self._model = model
         self.processor = processor
         self.compressor = Compressor(model, processor, scorer=scorer, keep_ratio=float(keep_ratio), **options)

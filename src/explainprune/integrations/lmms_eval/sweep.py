@@ -36,6 +36,12 @@ def document_score(value) -> float | None:
     return float(value)
 
 
+def first_response(sample: dict):
+    """The (filtered) model response of a logged sample: a list of one per request, or saved flat."""
+    response = sample.get("filtered_resps")
+    return response[0] if isinstance(response, list) and response else response
+
+
 def task_scores(results: dict, task: str, metric: str | None = None) -> dict:
     """{"metric", "value", "documents": {doc_id: {"score", "response"}}} of one task's logged samples.
 
@@ -56,7 +62,7 @@ def task_scores(results: dict, task: str, metric: str | None = None) -> dict:
         )
     value = next((v for k, v in results["results"][task].items() if k.split(",")[0] == name), None)
     documents = {
-        str(sample["doc_id"]): {"score": score, "response": (sample.get("filtered_resps") or [None])[0]}
+        str(sample["doc_id"]): {"score": score, "response": first_response(sample)}
         for sample, score in zip(samples, scores)
     }
     return {"metric": name, "value": value, "documents": documents}
