@@ -21,3 +21,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_options(parser)
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--plot", type=Path, help="write a retention-vs-keep plot (PNG) here")
+    parser.add_argument("--answers", type=Path, help="write every answer here (JSON lines: id, scorer, keep_ratio, prediction, correct)")
