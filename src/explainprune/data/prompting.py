@@ -9,15 +9,15 @@ from explainprune.data.sample import Sample
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
-def user_message(question: str) -> list[dict]:
-    """The single user turn: the image followed by the question."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+def user_message(question: str, modality: str = "image") -> list[dict]:
+    """The single user turn: the image (or video) followed by the question."""
+    return [{"role": "user", "content": [{"type": modality}, {"type": "text", "text": question}]}]
 
 
 def prompt_texts(processor, samples: list[Sample], answers: list[str] | None = None) -> list[str]:
     """Chat-formatted prompts ending at the assistant turn; with answers, each answer + end-of-turn follows."""
     prompts = [
-        processor.apply_chat_template(user_message(s.question), add_generation_prompt=True, tokenize=False)
+        processor.apply_chat_template(user_message(s.question, s.modality), add_generation_prompt=True, tokenize=False)
         for s in samples
     ]
     if answers is not None:
@@ -29,11 +29,15 @@ def prompt_texts(processor, samples: list[Sample], answers: list[str] | None = N
 
 
 def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None):
-    """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given)."""
+    """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given); videos
+    go in as lists of PIL frames, images and videos may share a batch."""
     processor.tokenizer.padding_side = "left"
+    images = [s.image for s in samples if s.modality == "image"]
+    videos = [s.video for s in samples if s.modality == "video"]
     return processor(
         text=prompt_texts(processor, samples, answers),
-        images=[s.image for s in samples],
+        images=images or None,
+        videos=videos or None,
         padding=True,
         return_tensors="pt",
     )
