@@ -167,4 +167,4 @@ def test_text_only_prompt_passes_through_unchanged(tiny):
     prepared = compressor.prepare(**inputs)
     assert prepared["inputs_embeds"].shape[1] == inputs["input_ids"].shape[1]
     assert (logits(model, **inputs) - logits(model, **prepared)).abs().max().item() <= 1e-6
-    assert compressor.last_stats.visual_before == [0]
+    assert prepared.stats.visual_before == [0]

@@ -49,9 +49,9 @@ def test_learned_scorer_defaults_to_the_shipped_predictor(embedded):
     predictor = Predictor.from_pretrained(PREDICTOR_DIR)
     compressor = Compressor(model, processor, scorer="learned", keep_ratio=0.25)
     (sample,) = load_samples("synthetic:split=test,seed=0,n=1,size=224")
-    compressor.prepare(**make_inputs(processor, [sample]))
+    stats = compressor.prepare(**make_inputs(processor, [sample])).stats
     assert compressor.scorer.predictor.config == predictor.config
-    assert compressor.last_stats.visual_after == [16] and compressor.last_stats.visual_before == [64]
+    assert stats.visual_after == [16] and stats.visual_before == [64]
 
 
 def test_learned_relevance_lands_on_the_asked_about_objects(embedded):

@@ -7,6 +7,7 @@ import torch
 from conftest import greedy, image, image_inputs, load_tiny
 
 from explainprune import Compressor, ExplainPruneError
+from explainprune.compressor import prune_stats
 from explainprune.prune import token_budget
 
 LAYER = 1  # the tiny models have 2 decoder layers
@@ -48,7 +49,8 @@ def test_layers_from_k_see_the_budgeted_visual_tokens(tiny):
     assert lengths[LAYER][1:] == [1, 1]
     assert lengths[LAYER][0] == full - span.num_tokens + token_budget(0.5, span.num_tokens)
     visual = span.num_tokens + span.structural.numel()
-    assert compressor.last_stats.visual_after == [visual - span.num_tokens + token_budget(0.5, span.num_tokens)]
+    _, kept = compressor.scorer.generate(compressor.adapter, compressor.encode(**inputs), 0.5, max_new_tokens=1)
+    assert prune_stats(compressor.encode(**inputs), kept).visual_after == [visual - span.num_tokens + token_budget(0.5, span.num_tokens)]
     assert new_tokens.shape == (1, 3)
 
 
@@ -61,11 +63,11 @@ def test_cached_decoding_equals_recomputing_the_pruned_sequence(tiny_dirs, famil
     compressor = Compressor(model, processor, scorer="fastv", keep_ratio=0.5, layer=LAYER)
     fastv, language_model = compressor.scorer, compressor.adapter.language_model
     encoded = compressor.encode(**inputs)
-    state = fastv.prefill(compressor, encoded)
+    state = fastv.prefill(compressor.adapter, encoded, 0.5)
     assert state.cache.get_seq_length(0) == encoded.inputs_embeds.shape[1]
     assert state.cache.get_seq_length(LAYER) == max(k.numel() for k in state.kept) < encoded.inputs_embeds.shape[1]
     token = state.logits.argmax(-1)
-    fastv.decode_step(compressor, state, token)
+    fastv.decode_step(compressor.adapter, state, token)
 
     embeds = torch.cat([encoded.inputs_embeds, model.get_input_embeddings()(token[:, None])], dim=1)
     column = (state.next_position - 1)[:, None]
@@ -81,7 +83,7 @@ def test_cached_decoding_equals_recomputing_the_pruned_sequence(tiny_dirs, famil
             out = fastv.run_layers(
                 language_model, range(LAYER, 2), hidden[b : b + 1, rows], position_ids[..., b : b + 1, rows], mask[b : b + 1, rows], None
             )
-            expected.append(fastv.next_token_logits(compressor, out[:, -1]))
+            expected.append(fastv.next_token_logits(compressor.adapter, out[:, -1]))
     assert torch.allclose(state.logits, torch.cat(expected), atol=1e-4)
 
 

@@ -56,7 +56,7 @@ def test_layer0_keeps_the_most_attended_tokens(tiny_dirs):
     inputs = image_inputs(processor, [image(56, 56)])
     compressor = Compressor(model, processor, scorer="layer0", keep_ratio=0.25)
     encoded = compressor.encode(**inputs)
-    (scores,) = compressor.scorer.score(compressor, encoded)[0]
+    (scores,) = compressor.scorer.score(compressor.adapter, encoded)[0]
     span = encoded.spans[0][0]
     kept = compressor.select(encoded)[0]
     kept_scores = scores[torch.isin(span.positions, kept)]

@@ -34,11 +34,10 @@ def assert_keeps_top_half(compressor, inputs, expected_scores):
             k = token_budget(0.5, span.num_tokens)
             expected = set(span.positions[torch.topk(scores, k).indices].tolist())
             assert set(kept[b].tolist()) & set(span.positions.tolist()) == expected
-    visual_after = compressor.last_stats.visual_after
+    stats = compressor.prepare(**inputs).stats
     output = compressor.generate(**inputs, max_new_tokens=2)
     assert output.shape == (2, inputs["input_ids"].shape[1] + 2)
-    assert compressor.last_stats.visual_after == visual_after
-    assert compressor.last_stats.visual_after < compressor.last_stats.visual_before
+    assert stats.visual_after < stats.visual_before
 
 
 def test_gae_scorer_keeps_the_most_relevant_tokens_of_the_models_own_answer(tiny):
@@ -70,8 +69,7 @@ def test_learned_scorer_loads_a_predictor_directory(tiny_dirs, tmp_path):
     fingerprint = Compressor(model, processor).adapter.fingerprint
     small_predictor(fingerprint).save_pretrained(tmp_path / "predictor")
     compressor = Compressor(model, processor, scorer="learned", keep_ratio=0.5, predictor=str(tmp_path / "predictor"))
-    compressor.prepare(**inputs)
-    assert compressor.last_stats.visual_after == [8, 8]
+    assert compressor.prepare(**inputs).stats.visual_after == [8, 8]
 
 
 def test_learned_scorer_requires_a_predictor_for_other_than_the_embedded_model(tiny_dirs):

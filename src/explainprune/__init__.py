@@ -1,6 +1,6 @@
 """explainprune: explainability-guided visual token compression for multimodal LLMs."""
 
-from .compressor import Compressor, PruneStats
+from .compressor import Compressor, Prepared, PruneStats
 from .embedded import load_embedded
 from .errors import ExplainPruneError, InputMismatchError, UnsupportedModelError
 from .scoring import SCORERS, Scorer, register
@@ -9,6 +9,7 @@ __all__ = [
     "Compressor",
     "ExplainPruneError",
     "InputMismatchError",
+    "Prepared",
     "PruneStats",
     "SCORERS",
     "Scorer",

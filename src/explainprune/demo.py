@@ -67,9 +67,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"answer with all visual tokens : {_answer(full, inputs)}")
     encoded = pruned.encode(**inputs)
     scores = pruned.score(encoded)
-    kept_positions = pruned.select(encoded, scores)[0]
+    prepared = pruned.prepare_encoded(encoded, scores)
+    kept_positions = prepared.kept[0]
     span = encoded.spans[0][0]
-    print(f"answer with 25% of the tokens : {_answer(pruned, inputs)}   ({pruned.last_stats.visual_after[0]} of {span.num_tokens} kept)")
+    print(f"answer with 25% of the tokens : {_answer(pruned, inputs)}   ({prepared.stats.visual_after[0]} of {span.num_tokens} kept)")
     overlay = relevance_overlay(example.image, scores[0][0], torch.isin(span.positions, kept_positions), span.grids[0])
     overlay_path = args.out / "relevance.png"
     overlay.save(overlay_path)

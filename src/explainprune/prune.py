@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from .adapters import EncodedBatch
 from .errors import ExplainPruneError
+
+if TYPE_CHECKING:
+    from .selection import Choice
 
 
 def check_keep_ratio(keep_ratio) -> float:
@@ -24,18 +29,9 @@ def token_budget(keep_ratio: float, num_tokens: int) -> int:
     return min(num_tokens, max(1, round(keep_ratio * num_tokens)))
 
 
-def kept_positions(encoded: EncodedBatch, sample: int, selected: list[torch.Tensor]) -> torch.Tensor:
-    """Sorted sequence positions that survive: real non-visual tokens, structural tokens and the
-    `selected` indices of each span (indices into that span's scored positions)."""
-    keep = encoded.attention_mask[sample].bool().cpu() & ~encoded.visual_mask(sample)
-    for span, chosen in zip(encoded.spans[sample], selected):
-        keep[span.structural] = True
-        keep[span.positions[chosen.cpu()]] = True
-    return keep.nonzero().flatten()
-
-
-def gather_batch(encoded: EncodedBatch, kept: list[torch.Tensor], padding_side: str = "left") -> dict:
-    """Model inputs holding only the `kept` positions of each sample, padded on `padding_side`."""
+def gather_batch(encoded: EncodedBatch, kept: list[torch.Tensor]) -> dict:
+    """Model inputs holding only the `kept` positions of each sample, left-padded (as generation needs,
+    whatever the padding side of the input)."""
     length = max(int(k.numel()) for k in kept)
     batch = encoded.batch_size
     embeds = encoded.inputs_embeds
@@ -46,7 +42,7 @@ def gather_batch(encoded: EncodedBatch, kept: list[torch.Tensor], padding_side: 
     new_positions = encoded.position_ids.new_zeros(pos_shape)
     for b, positions in enumerate(kept):
         n = int(positions.numel())
-        target = slice(length - n, length) if padding_side == "left" else slice(0, n)
+        target = slice(length - n, length)
         positions = positions.to(embeds.device)
         new_embeds[b, target] = embeds[b, positions]
         new_mask[b, target] = 1
@@ -57,6 +53,21 @@ def gather_batch(encoded: EncodedBatch, kept: list[torch.Tensor], padding_side: 
     return {"inputs_embeds": new_embeds, "attention_mask": new_mask, "position_ids": new_positions}
 
 
-def padding_side_of(attention_mask: torch.Tensor) -> str:
-    """'right' if some sample ends in padding, else 'left' (also for unpadded batches)."""
-    return "right" if bool((attention_mask[:, -1] == 0).any()) else "left"
+def with_replacements(encoded: EncodedBatch, choices: list[list[Choice]]) -> EncodedBatch:
+    """`encoded` with the replacement embeddings of merging choices written at their kept positions
+    (a copy; `encoded` itself is unchanged when no choice carries embeddings)."""
+    if all(choice.embeds is None for sample in choices for choice in sample):
+        return encoded
+    embeds = encoded.inputs_embeds.clone()
+    for b, spans in enumerate(encoded.spans):
+        for span, choice in zip(spans, choices[b]):
+            if choice.embeds is None:
+                continue
+            if choice.embeds.shape != (choice.indices.numel(), embeds.shape[-1]):
+                raise ExplainPruneError(
+                    f"replacement embeddings of shape {tuple(choice.embeds.shape)} for {choice.indices.numel()} kept "
+                    f"tokens of width {embeds.shape[-1]}: a merging scorer must return one embedding per kept token"
+                )
+            positions = span.positions[choice.indices.cpu()].to(embeds.device)
+            embeds[b, positions] = choice.embeds.to(embeds.device, embeds.dtype)
+    return replace(encoded, inputs_embeds=embeds)

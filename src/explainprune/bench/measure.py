@@ -16,8 +16,10 @@ import torch
 from transformers import DynamicCache
 
 from ..compressor import Compressor
-from ..prune import gather_batch, padding_side_of
-from ..scoring.fastv import next_positions, step_position_ids
+from ..compressor import prune_stats
+from ..prune import gather_batch, with_replacements
+from ..selection import kept_positions, span_budgets
+from ..inllm.base import next_positions, step_position_ids
 from .flops import prefill_flops
 from .timing import Samples, timed
 
@@ -65,14 +67,15 @@ def decode_with_model(model, output, prepared: dict, steps: int) -> float:
 
 def measure_input_stage(case: Case, encoded, decode_tokens: int) -> dict:
     compressor = case.compressor
-    scoring_s, kept = timed(compressor.select, encoded)
-    gather_s, prepared = timed(gather_batch, encoded, kept, padding_side_of(encoded.attention_mask))
+    scoring_s, choices = timed(compressor.choose, encoded)
+    kept = kept_positions(encoded, choices)
+    gather_s, prepared = timed(gather_batch, with_replacements(encoded, choices), kept)
     prefill_s, output = timed(compressor.model, **prepared, use_cache=True, logits_to_keep=1)
     length = prepared["inputs_embeds"].shape[1]
     case.facts.update(
         sequence_length=length,
         layer_lengths=[length] * compressor.adapter.language_model.config.num_hidden_layers,
-        visual_tokens_kept=compressor.last_stats.visual_after[0],
+        visual_tokens_kept=prune_stats(encoded, kept).visual_after[0],
         kv_bytes=kv_cache_bytes(output.past_key_values),
     )
     decode_s = decode_with_model(compressor.model, output, prepared, decode_tokens)
@@ -82,20 +85,21 @@ def measure_input_stage(case: Case, encoded, decode_tokens: int) -> dict:
 def measure_fastv(case: Case, encoded, decode_tokens: int) -> dict:
     compressor, fastv = case.compressor, case.compressor.scorer
     if case.layer_input is None:
-        case.layer_input = fastv.early_layers(compressor, encoded, DynamicCache(config=compressor.adapter.language_model.config))
-    scoring_s, _ = timed(compressor.select, replace(encoded, inputs_embeds=case.layer_input))
-    prefill_s, state = timed(fastv.prefill, compressor, encoded)
+        case.layer_input = fastv.early_layers(compressor.adapter, encoded, DynamicCache(config=compressor.adapter.language_model.config))
+    at_layer = replace(encoded, inputs_embeds=case.layer_input)
+    scoring_s, _ = timed(fastv.choose, compressor.adapter, at_layer, span_budgets(at_layer, compressor.keep_ratio))
+    prefill_s, state = timed(fastv.prefill, compressor.adapter, encoded, compressor.keep_ratio)
     depth = compressor.adapter.language_model.config.num_hidden_layers
     full, pruned = encoded.inputs_embeds.shape[1], state.late_mask.shape[1]
     case.facts.update(
         sequence_length=pruned,
         layer_lengths=[full] * fastv.layer + [pruned] * (depth - fastv.layer),
-        visual_tokens_kept=compressor.last_stats.visual_after[0],
+        visual_tokens_kept=prune_stats(encoded, state.kept).visual_after[0],
         kv_bytes=kv_cache_bytes(state.cache),
     )
     start = time.perf_counter()
     for _ in range(decode_tokens):
-        fastv.decode_step(compressor, state, state.logits.argmax(-1))
+        fastv.decode_step(compressor.adapter, state, state.logits.argmax(-1))
     decode_s = time.perf_counter() - start
     return dict(scoring_s=scoring_s, gather_s=0.0, prefill_s=prefill_s, decode_s=decode_s)
 

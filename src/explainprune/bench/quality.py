@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..compressor import Compressor
+from ..compressor import Compressor, prune_stats
 from ..data import is_correct, make_inputs
 from ..data.sample import Sample
 
@@ -25,12 +25,12 @@ def _decode(processor, new_tokens: torch.Tensor) -> list[str]:
 def _answers(compressor: Compressor, inputs, encoded, scores) -> tuple[list[str], list[int]]:
     """Greedy answers and visual tokens kept per sample, for one scorer at one keep ratio."""
     generate_kwargs = {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False}
-    if compressor.scorer.input_stage:
+    if compressor.input_stage:
         prepared = compressor.prepare_encoded(encoded, scores)
         new_tokens = compressor.model.generate(**prepared, **generate_kwargs)
-    else:
-        new_tokens = compressor.generate(**inputs, **generate_kwargs)[:, inputs["input_ids"].shape[1] :]
-    return _decode(compressor.processor, new_tokens), compressor.last_stats.visual_after
+        return _decode(compressor.processor, new_tokens), prepared.stats.visual_after
+    new_tokens, kept = compressor.scorer.generate(compressor.adapter, encoded, compressor.keep_ratio, **generate_kwargs)
+    return _decode(compressor.processor, new_tokens), prune_stats(encoded, kept).visual_after
 
 
 def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int = 2000, seed: int = 0):
@@ -75,7 +75,8 @@ def evaluate(
         runs = [(("baseline", 1.0), baseline_compressor, None)]
         for name in scorers:
             first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
-            scores = first.score(encoded) if first is not None and first.scorer.input_stage else None
+            reuse = first is not None and first.input_stage and first.scorer.ranks_by_scores
+            scores = first.score(encoded) if reuse else None
             runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
         for key, compressor, scores in runs:
             answers, kept = _answers(compressor, inputs, encoded, scores)

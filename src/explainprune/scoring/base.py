@@ -1,4 +1,9 @@
-"""The scorer interface and registry: a name -> a strategy that ranks each image's visual tokens."""
+"""The scorer interface and registry: a name -> a strategy that picks each image's visual tokens.
+
+Input-stage scorers see what the adapter encoded (LLM-input embeddings, positions, visual spans) and
+never the `Compressor`. In-LLM pruners (`explainprune.inllm`) live in the same registry, so both are
+chosen by name, but they are a different kind: they run inside the model's forward.
+"""
 
 from __future__ import annotations
 
@@ -8,54 +13,63 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import ExplainPruneError
+from ..registry import Registry
+from ..selection import Choice, choices_from_scores, top_k
 
 if TYPE_CHECKING:
-    from ..adapters import EncodedBatch, VisualSpan
-    from ..compressor import Compressor
+    from ..adapters import Adapter, EncodedBatch, VisualSpan
 
-SCORERS: dict[str, type[Scorer]] = {}
-
-
-def register(cls: type[Scorer]) -> type[Scorer]:
-    """Class decorator: make a scorer available by its `name`."""
-    SCORERS[cls.name] = cls
-    return cls
+SCORERS: Registry = Registry("scorer", entry_point_group="explainprune.scorers")
+register = SCORERS.register
 
 
 class Scorer:
-    """Ranks visual tokens. Input-stage scorers implement `score`; scorers that prune inside the
-    LLM set `input_stage = False` and implement `generate` instead."""
+    """Picks the visual tokens of each span that the LLM will see.
+
+    Rank-based scorers implement `score` (and optionally `pick`, a per-span rule given the scores);
+    set-based ones (diversity, DPP, merging) override `choose` itself.
+    """
 
     name: str = ""
-    input_stage: bool = True
 
-    def score(self, compressor: Compressor, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
+    def score(self, adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
         """Per sample, per visual span: one score per scored token (higher = keep)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"scorer {self.name!r} chooses sets of tokens and gives no per-token scores")
 
-    def select(self, scores: torch.Tensor, span: VisualSpan, k: int) -> torch.Tensor:
-        """Indices (into `span.positions`) of the `k` tokens to keep."""
-        return torch.topk(scores.float(), k, sorted=False).indices
+    def pick(self, scores: torch.Tensor, span: VisualSpan, k: int) -> Choice:
+        """The `k` tokens of `span` to keep given its scores: the top k."""
+        return top_k(scores, span, k)
 
-    def generate(self, compressor: Compressor, inputs: dict, **generate_kwargs) -> torch.Tensor:
-        raise NotImplementedError
+    def choose(self, adapter: Adapter, encoded: EncodedBatch, budgets: list[list[int]]) -> list[list[Choice]]:
+        """Per sample, per span, the tokens to keep within `budgets[b][s]`: `pick` over `score`."""
+        return choices_from_scores(self.score(adapter, encoded), encoded.spans, budgets, self.pick)
+
+    @property
+    def ranks_by_scores(self) -> bool:
+        """Whether the choice is a function of `score` alone (scores can be reused across keep ratios)."""
+        return type(self).choose is Scorer.choose
 
 
-def scorer_class(name: str) -> type[Scorer]:
-    """The registered scorer class called `name`, or an error listing the known ones."""
-    if not isinstance(name, str) or name not in SCORERS:
-        raise ExplainPruneError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(SCORERS))}")
-    return SCORERS[name]
+def scorer_class(name: str) -> type:
+    """The registered scorer or in-LLM pruner class called `name`, or an error listing the known ones."""
+    return SCORERS.get(name)
 
 
-def make_scorer(scorer: str | Scorer, **options) -> Scorer:
-    """A scorer instance from its registered name and options, with clear errors for bad ones."""
-    if isinstance(scorer, Scorer):
+def make_scorer(scorer, **options):
+    """A scorer (or in-LLM pruner) instance from its registered name and options, with clear errors."""
+    if not isinstance(scorer, str):
         if options:
             raise ExplainPruneError(f"options {sorted(options)} given with a ready scorer instance")
+        from ..inllm import InLLMPruner
+
+        if not isinstance(scorer, (Scorer, InLLMPruner)):
+            raise ExplainPruneError(
+                f"scorer must be a registered name or a Scorer instance, got {type(scorer).__name__}; "
+                f"known names: {', '.join(SCORERS)}"
+            )
         return scorer
     cls = scorer_class(scorer)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ExplainPruneError(

@@ -21,6 +21,6 @@ class GAEScorer(Scorer):
             raise ExplainPruneError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         self.max_new_tokens = max_new_tokens
 
-    def score(self, compressor, encoded):
-        answers = generate_answers(compressor.model, encoded, self.max_new_tokens)
-        return gae(compressor.adapter, encoded, answers)
+    def score(self, adapter, encoded):
+        answers = generate_answers(adapter.model, encoded, self.max_new_tokens)
+        return gae(adapter, encoded, answers)

@@ -13,8 +13,8 @@ from .base import Scorer, register
 class Layer0Scorer(Scorer):
     name = "layer0"
 
-    def score(self, compressor, encoded):
-        maps = instruction_attention(compressor.adapter, encoded)
+    def score(self, adapter, encoded):
+        maps = instruction_attention(adapter, encoded)
         return [
             [maps[b].mean(0)[span.positions.to(maps[b].device)].cpu() for span in spans] if spans else []
             for b, spans in enumerate(encoded.spans)

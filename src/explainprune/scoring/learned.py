@@ -56,11 +56,11 @@ class LearnedScorer(Scorer):
             self.predictor = Predictor.from_pretrained(PREDICTOR_DIR)
         return self.predictor
 
-    def score(self, compressor, encoded):
-        predictor = self.predictor_for(compressor.model)
-        fingerprint = compressor.adapter.fingerprint
+    def score(self, adapter, encoded):
+        predictor = self.predictor_for(adapter.model)
+        fingerprint = adapter.fingerprint
         scores = []
-        for spans, features in zip(encoded.spans, span_features(compressor.adapter, encoded)):
+        for spans, features in zip(encoded.spans, span_features(adapter, encoded)):
             for span in spans:
                 predictor.check_compatible(fingerprint, span.modality)
             scores.append([predictor.predict(f, span.grids).cpu() for f, span in zip(features, spans)])

@@ -14,5 +14,5 @@ class RandomScorer(Scorer):
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)
 
-    def score(self, compressor, encoded):
+    def score(self, adapter, encoded):
         return [[torch.rand(span.num_tokens, generator=self.generator) for span in spans] for spans in encoded.spans]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..selection import Choice
 from .base import Scorer, register
 
 
@@ -36,10 +37,10 @@ def split_budget(k: int, sizes: list[int]) -> list[int]:
 class UniformScorer(Scorer):
     name = "uniform"
 
-    def score(self, compressor, encoded):
+    def score(self, adapter, encoded):
         return [[torch.zeros(span.num_tokens) for span in spans] for spans in encoded.spans]
 
-    def select(self, scores, span, k):
+    def pick(self, scores, span, k):
         sizes = [t * h * w for t, h, w in span.grids]
         offsets = torch.tensor([0] + sizes).cumsum(0)
         parts = [
@@ -47,4 +48,4 @@ class UniformScorer(Scorer):
             for i, (grid, share) in enumerate(zip(span.grids, split_budget(k, sizes)))
             if share
         ]
-        return torch.cat(parts)
+        return Choice(torch.cat(parts))

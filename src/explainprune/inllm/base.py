@@ -1,9 +1,9 @@
-"""`fastv`: FastV (Chen et al., ECCV 2024), pruning inside the LLM.
+"""`InLLMPruner`: pruning inside the LLM, at the input of decoder layer K (FastV, DART).
 
-Layers < K run on the full sequence. At layer K, each visual token is scored by the attention it
-receives from the sample's last token (averaged over heads); only the top-k of each image (the
-usual per-image budget, structural tokens always kept) continue through layers K..N-1. Decoding is
-greedy with a KV cache whose layers < K hold the full sequence and layers >= K the pruned one.
+Layers < K run on the full sequence. At layer K the pruner's `choose` sees the batch with layer K's
+input hidden states in place of the input embeddings and picks, per image, the usual per-span budget
+(structural tokens always kept); only those tokens continue through layers K..N-1. Decoding is greedy
+with a KV cache whose layers < K hold the full sequence and layers >= K the pruned one.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 
-from ..attention import attention_rows
+from ..adapters import Adapter, EncodedBatch
 from ..errors import ExplainPruneError
-from ..prune import gather_batch, padding_side_of
-from .base import Scorer, register
+from ..prune import gather_batch, with_replacements
+from ..selection import Choice, check_choices, kept_positions, span_budgets
 
 SUPPORTED_GENERATE_OPTIONS = ("max_new_tokens", "eos_token_id", "pad_token_id", "do_sample", "num_beams")
 
@@ -56,7 +56,7 @@ def sdpa_mask(key_mask: torch.Tensor, query_length: int) -> torch.Tensor | None:
 
 
 @dataclass
-class FastVState:
+class PrefillState:
     """The decoding state after the prefill: cache, next-token logits, masks and next positions."""
 
     cache: DynamicCache
@@ -68,42 +68,29 @@ class FastVState:
     kept: list[torch.Tensor]  # per sample, the positions that reached layers >= K
 
 
-@register
-class FastVScorer(Scorer):
-    """FastV: keep the visual tokens the last token attends to most at layer `layer`."""
+class InLLMPruner:
+    """Prunes visual tokens at the input of decoder layer `layer`; subclasses implement `choose`."""
 
-    name = "fastv"
-    input_stage = False
+    name: str = ""
 
     def __init__(self, layer: int = 2):
         if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
-            raise ExplainPruneError(f"fastv option layer must be a layer index >= 0, got {layer!r}")
+            raise ExplainPruneError(f"{self.name} option layer must be a layer index >= 0, got {layer!r}")
         self.layer = layer
 
-    def score(self, compressor, encoded):
-        """Scores from `encoded.inputs_embeds` taken as layer K's input (see `prefill`)."""
-        probs = attention_rows(
-            compressor.adapter,
-            self.layer,
-            encoded.inputs_embeds,
-            encoded.position_ids,
-            encoded.attention_mask,
-            last_real_rows(encoded.attention_mask),
-        )
-        return [
-            [probs[b][:, 0].float().mean(0)[span.positions.to(probs[b].device)].cpu() for span in spans]
-            for b, spans in enumerate(encoded.spans)
-        ]
+    def choose(self, adapter: Adapter, encoded: EncodedBatch, budgets: list[list[int]]) -> list[list[Choice]]:
+        """Per sample, per span, the tokens to keep; `encoded.inputs_embeds` is layer K's input."""
+        raise NotImplementedError
 
     def _check_depth(self, language_model) -> None:
         config = language_model.config
         if self.layer >= config.num_hidden_layers:
             raise ExplainPruneError(
-                f"fastv layer {self.layer} does not exist: the language model has {config.num_hidden_layers} layers"
+                f"{self.name} layer {self.layer} does not exist: the language model has {config.num_hidden_layers} layers"
             )
         layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
         if layer_types != {"full_attention"}:
-            raise ExplainPruneError(f"fastv supports full-attention layers only, the model has {sorted(layer_types)}")
+            raise ExplainPruneError(f"{self.name} supports full-attention layers only, the model has {sorted(layer_types)}")
 
     def run_layers(self, language_model, layers: range, hidden, position_ids, key_mask, cache) -> torch.Tensor:
         """Run decoder `layers` on `hidden` (the last tokens of `key_mask`), appending to `cache`."""
@@ -119,9 +106,9 @@ class FastVScorer(Scorer):
             )
         return hidden
 
-    def early_layers(self, compressor, encoded, cache) -> torch.Tensor:
+    def early_layers(self, adapter: Adapter, encoded: EncodedBatch, cache) -> torch.Tensor:
         """Layer K's input: layers < K run on the full sequence."""
-        language_model = compressor.adapter.language_model
+        language_model = adapter.language_model
         self._check_depth(language_model)
         return self.run_layers(
             language_model,
@@ -132,19 +119,26 @@ class FastVScorer(Scorer):
             cache,
         )
 
-    def next_token_logits(self, compressor, last_hidden: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def next_token_logits(adapter: Adapter, last_hidden: torch.Tensor) -> torch.Tensor:
         """(B, vocab) logits from the (B, D) last layer outputs of each sample's last token."""
-        return compressor.model.get_output_embeddings()(compressor.adapter.language_model.norm(last_hidden)).float()
+        return adapter.model.get_output_embeddings()(adapter.language_model.norm(last_hidden)).float()
 
     @torch.no_grad()
-    def prefill(self, compressor, encoded) -> FastVState:
+    def prefill(self, adapter: Adapter, encoded: EncodedBatch, keep_ratio: float) -> PrefillState:
         """Full prefill: layers < K on every token, layers >= K on the kept ones."""
-        language_model = compressor.adapter.language_model
+        language_model = adapter.language_model
         cache = DynamicCache(config=language_model.config)
-        hidden = self.early_layers(compressor, encoded, cache)
+        hidden = self.early_layers(adapter, encoded, cache)
         at_layer = replace(encoded, inputs_embeds=hidden)
-        kept = compressor.select(at_layer)
-        pruned = gather_batch(at_layer, kept, padding_side_of(encoded.attention_mask))
+        budgets = span_budgets(at_layer, keep_ratio)
+        if keep_ratio >= 1.0 or not any(encoded.spans):
+            choices = [[Choice(torch.arange(span.num_tokens)) for span in spans] for spans in at_layer.spans]
+        else:
+            choices = self.choose(adapter, at_layer, budgets)
+            check_choices(at_layer, choices, budgets)
+        kept = kept_positions(at_layer, choices)
+        pruned = gather_batch(with_replacements(at_layer, choices), kept)
         hidden = self.run_layers(
             language_model,
             range(self.layer, language_model.config.num_hidden_layers),
@@ -154,9 +148,9 @@ class FastVScorer(Scorer):
             cache,
         )
         last_rows = last_real_rows(pruned["attention_mask"])
-        return FastVState(
+        return PrefillState(
             cache=cache,
-            logits=self.next_token_logits(compressor, torch.stack([h[r.item()] for h, r in zip(hidden, last_rows)])),
+            logits=self.next_token_logits(adapter, torch.stack([h[r.item()] for h, r in zip(hidden, last_rows)])),
             early_mask=encoded.attention_mask,
             late_mask=pruned["attention_mask"],
             next_position=next_positions(encoded.position_ids, encoded.attention_mask),
@@ -165,10 +159,10 @@ class FastVScorer(Scorer):
         )
 
     @torch.no_grad()
-    def decode_step(self, compressor, state: FastVState, tokens: torch.Tensor) -> None:
+    def decode_step(self, adapter: Adapter, state: PrefillState, tokens: torch.Tensor) -> None:
         """Feed one token per sample; updates `state` (cache, masks, logits, position) in place."""
-        language_model = compressor.adapter.language_model
-        hidden = compressor.model.get_input_embeddings()(tokens[:, None])
+        language_model = adapter.language_model
+        hidden = adapter.model.get_input_embeddings()(tokens[:, None])
         position_ids = step_position_ids(state.next_position, state.mrope)
         ones = state.early_mask.new_ones(tokens.shape[0], 1)
         state.early_mask = torch.cat([state.early_mask, ones], dim=1)
@@ -176,13 +170,14 @@ class FastVScorer(Scorer):
         depth = language_model.config.num_hidden_layers
         hidden = self.run_layers(language_model, range(self.layer), hidden, position_ids, state.early_mask, state.cache)
         hidden = self.run_layers(language_model, range(self.layer, depth), hidden, position_ids, state.late_mask, state.cache)
-        state.logits = self.next_token_logits(compressor, hidden[:, -1])
+        state.logits = self.next_token_logits(adapter, hidden[:, -1])
         state.next_position = state.next_position + 1
 
-    def generate(self, compressor, inputs, **generate_kwargs):
-        """Greedy decoding; returns the new tokens (B, n_new), finished samples padded with pad_token_id."""
-        max_new_tokens, eos, pad = self._generation_options(compressor.model, generate_kwargs)
-        state = self.prefill(compressor, compressor.encode(**inputs))
+    def generate(self, adapter: Adapter, encoded: EncodedBatch, keep_ratio: float, **generate_kwargs):
+        """Greedy decoding: the new tokens (B, n_new), finished samples padded with pad_token_id, and per
+        sample the original sequence positions that reached layers >= K."""
+        max_new_tokens, eos, pad = self._generation_options(adapter.model, generate_kwargs)
+        state = self.prefill(adapter, encoded, keep_ratio)
         finished = torch.zeros(state.logits.shape[0], dtype=torch.bool, device=state.logits.device)
         new_tokens = []
         for step in range(max_new_tokens):
@@ -193,26 +188,25 @@ class FastVScorer(Scorer):
             finished |= torch.isin(tokens, eos)
             if bool(finished.all()) or step == max_new_tokens - 1:
                 break
-            self.decode_step(compressor, state, tokens)
-        return torch.stack(new_tokens, dim=1)
+            self.decode_step(adapter, state, tokens)
+        return torch.stack(new_tokens, dim=1), state.kept
 
-    @staticmethod
-    def _generation_options(model, generate_kwargs: dict) -> tuple[int, torch.Tensor, int | None]:
+    def _generation_options(self, model, generate_kwargs: dict) -> tuple[int, torch.Tensor, int | None]:
         """(max_new_tokens, eos ids, pad id) from the kwargs and the model's generation config."""
         unsupported = sorted(set(generate_kwargs) - set(SUPPORTED_GENERATE_OPTIONS))
         if unsupported:
             raise ExplainPruneError(
-                f"fastv generation does not support {unsupported}; it decodes greedily and takes: "
+                f"{self.name} generation does not support {unsupported}; it decodes greedily and takes: "
                 f"{', '.join(SUPPORTED_GENERATE_OPTIONS)}"
             )
         if generate_kwargs.get("do_sample"):
-            raise ExplainPruneError("fastv generation is greedy: sampling (do_sample=True) is not supported")
+            raise ExplainPruneError(f"{self.name} generation is greedy: sampling (do_sample=True) is not supported")
         if generate_kwargs.get("num_beams", 1) != 1:
-            raise ExplainPruneError("fastv generation is greedy: beam search (num_beams > 1) is not supported")
+            raise ExplainPruneError(f"{self.name} generation is greedy: beam search (num_beams > 1) is not supported")
         config = model.generation_config
         max_new_tokens = generate_kwargs.get("max_new_tokens", config.max_new_tokens)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-            raise ExplainPruneError(f"fastv generation needs max_new_tokens >= 1, got {max_new_tokens!r}")
+            raise ExplainPruneError(f"{self.name} generation needs max_new_tokens >= 1, got {max_new_tokens!r}")
         eos = generate_kwargs.get("eos_token_id", config.eos_token_id)
         eos_ids = torch.tensor([] if eos is None else [eos] if isinstance(eos, int) else list(eos), dtype=torch.long)
         pad = generate_kwargs.get("pad_token_id", config.pad_token_id)

@@ -1,0 +1,87 @@
+"""Selection as pure functions: per-span budgets, top-k, and the sequence positions that survive.
+
+Flow: scores (per sample, per visual span) + budgets -> one `Choice` per span -> kept positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .adapters import EncodedBatch, VisualSpan
+from .errors import ExplainPruneError
+from .prune import token_budget
+
+
+@dataclass
+class Choice:
+    """What survives of one visual span.
+
+    `indices` index `span.positions` (the span's scored tokens). `embeds`, when given, are (k, D)
+    replacement input embeddings of those kept tokens in the same order: merging methods (VisionZip)
+    keep a token's position id and replace its embedding with a merged one.
+    """
+
+    indices: torch.Tensor
+    embeds: torch.Tensor | None = None
+
+
+def span_budgets(encoded: EncodedBatch, keep_ratio: float) -> list[list[int]]:
+    """Per sample, per span: k = max(1, round(keep_ratio * n)) of its n scored tokens."""
+    return [[token_budget(keep_ratio, span.num_tokens) for span in spans] for spans in encoded.spans]
+
+
+def top_k(scores: torch.Tensor, span: VisualSpan, k: int) -> Choice:
+    """The `k` highest-scoring tokens of a span; NaN scores are refused rather than ranked arbitrarily."""
+    scores = scores.float()
+    if scores.numel() != span.num_tokens:
+        raise ExplainPruneError(f"got {scores.numel()} scores for a visual span of {span.num_tokens} tokens")
+    if bool(torch.isnan(scores).any()):
+        raise ExplainPruneError(
+            "the scorer produced NaN scores (e.g. a predictor with NaN weights): retrain or reload it"
+        )
+    return Choice(torch.topk(scores, k, sorted=False).indices)
+
+
+def choices_from_scores(scores, spans_per_sample, budgets, pick=top_k) -> list[list[Choice]]:
+    """One `Choice` per span from precomputed scores; spans whose budget covers them keep everything."""
+    return [
+        [
+            Choice(torch.arange(span.num_tokens)) if k >= span.num_tokens else pick(scores[b][s], span, k)
+            for s, (span, k) in enumerate(zip(spans, budgets[b]))
+        ]
+        for b, spans in enumerate(spans_per_sample)
+    ]
+
+
+def keep_everything(encoded: EncodedBatch) -> list[list[Choice]]:
+    """Choices that keep every scored token (keep ratio 1.0)."""
+    return [[Choice(torch.arange(span.num_tokens)) for span in spans] for spans in encoded.spans]
+
+
+def check_choices(encoded: EncodedBatch, choices: list[list[Choice]], budgets: list[list[int]]) -> None:
+    """Each span's choice has exactly its budget of distinct, in-range indices (a scorer bug otherwise)."""
+    for b, spans in enumerate(encoded.spans):
+        for s, span in enumerate(spans):
+            indices = choices[b][s].indices
+            k = min(budgets[b][s], span.num_tokens)
+            distinct = torch.unique(indices)
+            if distinct.numel() != k or indices.numel() != k or int(distinct.min()) < 0 or int(distinct.max()) >= span.num_tokens:
+                raise ExplainPruneError(
+                    f"a scorer kept {indices.numel()} indices ({distinct.numel()} distinct) of a {span.num_tokens}-token "
+                    f"span whose budget is {k}: scorers must return exactly k distinct indices in range"
+                )
+
+
+def kept_positions(encoded: EncodedBatch, choices: list[list[Choice]]) -> list[torch.Tensor]:
+    """Per sample, the sorted sequence positions that survive: real non-visual tokens, structural
+    tokens, and each span's chosen scored tokens."""
+    kept = []
+    for b, spans in enumerate(encoded.spans):
+        keep = encoded.attention_mask[b].bool().cpu() & ~encoded.visual_mask(b)
+        for span, choice in zip(spans, choices[b]):
+            keep[span.structural] = True
+            keep[span.positions[choice.indices.cpu()]] = True
+        kept.append(keep.nonzero().flatten())
+    return kept
