@@ -8,7 +8,10 @@ import torch
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "model"
 PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor"
-"""The predictor shipped for the embedded model: the `learned` scorer's default for it."""
+"""The image predictor shipped for the embedded model: the `learned` scorer's default for its images."""
+VIDEO_PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor-video"
+"""The video predictor (3-D grid input) for the embedded model: the `learned` scorer's default for its clips."""
+PREDICTOR_DIRS = {"image": PREDICTOR_DIR, "video": VIDEO_PREDICTOR_DIR}
 
 
 def load_embedded(dtype: torch.dtype = torch.float32):
@@ -26,4 +29,4 @@ def load_embedded(dtype: torch.dtype = torch.float32):
     return model, processor
 
 
-__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "load_embedded"]
+__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "PREDICTOR_DIRS", "VIDEO_PREDICTOR_DIR", "load_embedded"]
