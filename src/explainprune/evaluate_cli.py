@@ -14,7 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic:split=test,seed=0,n=500,size=224", help="data spec")
     parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
     parser.add_argument("--scorers", default="learned,layer0,uniform,random", help="comma-separated scorer names")
-    parser.add_argument("--predictor", help="predictor directory for the learned scorer (default: the model's shipped one)")
+    parser.add_argument(
+        "--predictor",
+        help="the learned scorer's predictor directory, or an image and a video predictor as DIR,DIR "
+        "(default: the model's shipped ones)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -28,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
     keep_ratios = keep_ratio_list(args.keep)
     scorers = scorer_list(args.scorers)  # fails fast on a misspelt name, before loading anything
-    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
+    options = {"learned": {"predictor": args.predictor.split(",")}} if args.predictor else {}
     model, processor = load_model(args.model, parse_dtype(args.dtype))
     samples = load_samples(args.data)
     report = {"model": args.model, "data": args.data}
