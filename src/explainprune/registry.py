@@ -71,5 +71,6 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def items(self):
+        """(name, entry) pairs in registration order."""
         self._load_plugins()
-        return sorted(self._entries.items())
+        return list(self._entries.items())

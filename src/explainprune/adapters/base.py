@@ -64,7 +64,7 @@ class EncodedBatch:
 
 
 class Adapter:
-    """Base class: one subclass per model family, registered in `adapters.ADAPTERS`."""
+    """Base class: one subclass per model family, registered by model_type in `adapters.ADAPTERS`."""
 
     family: str = ""
     model_types: tuple[str, ...] = ()
