@@ -16,7 +16,7 @@ from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data.synthetic_video import frame_objects
-from explainprune.embedded.batches import BatchPlan, Visual, add_clips, encode_batch
+from explainprune.embedded.batches import BatchPlan, Visual, encode_batch, plan_clips
 from explainprune.embedded.config import TrainingConfig
 from explainprune.embedded.train import add_arguments, command_line, joint_forward, relevant_cells, train_embedded
 from explainprune.errors import ExplainPruneError
@@ -89,12 +89,11 @@ def test_attention_loss_gives_each_group_its_own_head():
 SMALL = TrainingConfig(
     vision_steps=2, vision_images=2, joint_steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
     synthetic_images=2, easy_images=1, eval_every=100, val_n=4, val_clips=3, test_n=3, test_clips=3, easy_test_n=3,
-    threads=1,
 )  # fmt: skip
 
 
 def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
-    report = train_embedded(tmp_path, SMALL)
+    report = train_embedded(tmp_path, SMALL, threads=1)
     assert (tmp_path / "model.safetensors").stat().st_size <= 20 * 2**20
     saved = json.loads((tmp_path / "training.json").read_text())
     assert saved["config"] == dataclasses.asdict(SMALL) | {"attention_layers": [1, 2]}
@@ -103,7 +102,7 @@ def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
     assert str(tmp_path) not in (tmp_path / "training.json").read_text()  # no machine paths
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [2, 6] and "cell_shape_acc" in log[0]
-    assert {"answer", "cell", "look", "val", "val_video"} <= set(log[1])
+    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "val", "val_video"} <= set(log[1])
     assert {"synthetic_test_112", "synthetic_test_448", "synthetic_video_test", "easy_vqa_test"} <= set(report["accuracy"])
     model = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(tmp_path)
@@ -149,10 +148,8 @@ def test_training_batches_match_the_processor(built):
 
 
 def test_clip_batches_carry_targets_per_temporal_patch():
-    plan = BatchPlan()
-    add_clips(plan, seed=0, step=5, clips=2, questions_per_clip=3)
-    again = BatchPlan()
-    add_clips(again, seed=0, step=5, clips=2, questions_per_clip=3)
+    plan = plan_clips(seed=0, step=5, clips=2, questions_per_clip=3)
+    again = plan_clips(seed=0, step=5, clips=2, questions_per_clip=3)
     assert [(q.question, q.answer) for q in plan.questions] == [(q.question, q.answer) for q in again.questions]
     for visual in plan.visuals:
         assert visual.modality == "video" and len(visual.targets) == len(visual.frames) // 2

@@ -1,5 +1,5 @@
-"""Training batches: scenes with cell targets for the vision stage; a few images (and video clips) per step
-with several teacher-forced questions each for the joint stage.
+"""Training batches: scenes with cell targets for the vision stage; a few images (and, in a batch of their
+own, video clips) per step with several teacher-forced questions each for the joint stage.
 
 Every step draws one image resolution (and one clip size and length) so sequences pad little; the vision
 tower runs once per image or clip and its tokens are shared by all its questions. Each step is a pure
@@ -123,11 +123,13 @@ def plan_batch(
     return plan
 
 
-def add_clips(plan: BatchPlan, seed: int, step: int, clips: int, questions_per_clip: int) -> None:
-    """Add the step's video clips (one shared size and frame count) with several questions each; clip
-    indices of the train split follow the steps, so every step sees new clips."""
+def plan_clips(seed: int, step: int, clips: int, questions_per_clip: int) -> BatchPlan:
+    """The step's video clips (one shared size and frame count) with several questions each; clip indices
+    of the train split follow the steps, so every step sees new clips. A batch of its own: its rows are
+    longer than the images' and would pad them."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, step, 97]))
     size, frames = int(rng.choice(VIDEO_SIZES)), int(rng.choice(VIDEO_FRAMES))
+    plan = BatchPlan()
     for k in range(clips):
         clip = generate_clip("train", seed, step * clips + k, [size], [frames])
         questions = [clip]
@@ -142,6 +144,7 @@ def add_clips(plan: BatchPlan, seed: int, step: int, clips: int, questions_per_c
         # one target set per temporal patch of the vision tower (2 frames, the length of each clip state)
         targets = [cell_targets(frame_objects(clip, f), clip.mask[f]) for f in range(0, frames, HOLD)]
         plan.add(Visual("video", clip.video, targets), questions)
+    return plan
 
 
 def encode_batch(processor, plan: BatchPlan) -> dict:

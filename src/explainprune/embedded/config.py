@@ -47,4 +47,3 @@ class TrainingConfig:
     test_n: int = field(default=500, metadata=_help("synthetic test questions per resolution in the final report"))
     test_clips: int = field(default=500, metadata=_help("synthetic video test clips in the final report"))
     easy_test_n: int = field(default=1000, metadata=_help("easy-vqa test questions in the final report (0: all)"))
-    threads: int = field(default=2, metadata=_help("torch threads"))

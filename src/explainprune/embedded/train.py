@@ -30,7 +30,7 @@ from explainprune.configs import add_config_arguments, config_from_arguments, lo
 from explainprune.data import load_samples
 from explainprune.data.synthetic_video import HOLD
 from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
-from explainprune.embedded.batches import EasyVqaPool, add_clips, encode_batch, plan_batch, plan_vision_batch
+from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.config import TrainingConfig
 from explainprune.embedded.conversations import relevant_objects, video_focus
@@ -52,9 +52,10 @@ def val_specs(config: TrainingConfig) -> dict[str, str]:
     return specs
 
 
-def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig()) -> dict:
+def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(), threads: int = 2) -> dict:
     """Train in stages (see `TrainingConfig`), resuming from DIR/checkpoint.pt when DIR holds an unfinished
-    run of the same config; save model + processor + training.json to DIR."""
+    run of the same config; save model + processor + training.json to DIR. `threads`: torch threads (1 can
+    be faster on a busy machine; results do not depend on it beyond float rounding)."""
     started = time.time()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -62,7 +63,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_same_run(out_dir, config)
     save_config(config, out_dir / CONFIG)
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     processor = build_processor()
     model = build_model(processor)
@@ -105,16 +106,18 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             progress.set_description("joint stage" + (" + video" if with_video else ""))
             factor = joint_lr_factor(joint_step, config.joint_steps, config.first_cycle)
             _set_lrs(optimizer, [config.lr * factor] * 2)
-            plan = plan_batch(
+            plans = {"": plan_batch(
                 config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image,
                 easy_pool, joint_step < warmup_steps,
-            )  # fmt: skip
+            )}  # fmt: skip
             if with_video:
-                add_clips(plan, config.seed, joint_step, config.clips, config.questions_per_clip)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers)
-            loss = sum(weights[name] * value for name, value in parts.items())
-            metrics = {name: value.item() for name, value in parts.items()}
+                plans["video_"] = plan_clips(config.seed, joint_step, config.clips, config.questions_per_clip)
+            loss, metrics = 0.0, {}
+            for prefix, plan in plans.items():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers)
+                loss = loss + sum(weights[name] * value for name, value in parts.items())
+                metrics |= {prefix + name: value.item() for name, value in parts.items()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
@@ -256,10 +259,9 @@ def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[in
     token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, reduction="none", ignore_index=-100)
     is_caption = torch.tensor([q.qtype == "caption" for q in plan.questions])[:, None] & (labels != -100)
     is_answer = ~is_caption & (labels != -100)
-    parts = {
-        "answer": (token_loss * is_answer).sum() / is_answer.sum(),
-        "caption": (token_loss * is_caption).sum() / is_caption.sum().clamp(min=1),
-    }
+    parts = {"answer": (token_loss * is_answer).sum() / is_answer.sum()}
+    if is_caption.any():
+        parts["caption"] = (token_loss * is_caption).sum() / is_caption.sum()
     labelled = [i for i, visual in enumerate(plan.visuals) if visual.targets is not None]
     targets = stack_targets([target for i in labelled for target in plan.visuals[i].targets])
     parts["cell"] = head.loss(torch.cat([per_visual[i] for i in labelled]), targets)
@@ -327,11 +329,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options: --out and every field of `TrainingConfig`."""
     parser.add_argument("--out", required=True, type=Path, help="output directory (resumes an unfinished run of the same settings)")
     add_config_arguments(parser, TrainingConfig)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 can be faster on a busy machine)")
 
 
 def main(args: argparse.Namespace) -> None:
     """Run training from parsed arguments and print the accuracies."""
-    report = train_embedded(args.out, config_from_arguments(TrainingConfig, args))
+    if args.threads < 1:
+        raise ExplainPruneError(f"--threads must be at least 1, got {args.threads}")
+    report = train_embedded(args.out, config_from_arguments(TrainingConfig, args), args.threads)
     print(json.dumps(report["accuracy"], indent=2))
 
 
