@@ -7,8 +7,11 @@ from conftest import image, load_tiny, prompt, video
 import explainprune.scoring.learned as learned
 from explainprune import Compressor, ExplainPruneError
 from explainprune.attention import instruction_attention
+from explainprune.collect import collect
+from explainprune.data import load_samples
 from explainprune.embedded import EMBEDDED_DIR
-from explainprune.predictor import Predictor, PredictorMismatchError
+from explainprune.predictor import Predictor, PredictorMismatchError, load_records, train_predictor
+from explainprune.prune import token_budget
 
 
 def predictor_for(model, processor, modality: str, seed: int) -> Predictor:
@@ -66,3 +69,30 @@ def test_the_embedded_model_without_a_shipped_video_predictor_says_how_to_make_o
     compressor = Compressor(model, processor, "learned", predictor=predictor_for(model, processor, "image", 0))
     with pytest.raises(ExplainPruneError, match="ships no video predictor yet .*explainprune collect --model embedded"):
         compressor.prepare(**mixed_inputs(processor))
+
+
+def test_a_video_predictor_from_collect_and_train_scores_clips(tiny_dirs, tmp_path):
+    """collect on clips records video grids (t > 1); the predictor trained on them declares video and
+    the learned scorer uses it for clips, next to an image predictor."""
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    spec = "synthetic-video:split=train,seed=0,n=6,size=112,frames=4"
+    manifest = collect(model, processor, spec, tmp_path / "records", batch_size=3, max_new_tokens=2, only_correct=False)
+    assert manifest["modality"] == "video" and manifest["records"] == 6
+    _, records = load_records(tmp_path / "records")
+    assert all(len(r.grids) == 1 and r.grids[0][0] == 2 for r in records)  # 4 frames: 2 temporal patches
+    train_predictor(tmp_path / "records", tmp_path / "video", arch="grid", epochs=1, val_fraction=0.34)
+    video_predictor = Predictor.from_pretrained(tmp_path / "video")
+    assert video_predictor.modality == "video"
+    image_predictor = predictor_for(model, processor, "image", seed=0)
+    compressor = Compressor(model, processor, "learned", keep_ratio=0.25, predictor=[image_predictor, tmp_path / "video"])
+    inputs = mixed_inputs(processor)
+    (video_span,) = compressor.encode(**inputs).spans[1]
+    assert compressor.prepare(**inputs).stats.visual_after[1] == token_budget(0.25, video_span.num_tokens)
+
+
+def test_collect_refuses_mixed_modalities(tiny_dirs, tmp_path, monkeypatch):
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    mixed = load_samples("synthetic:split=val,n=1,size=112") + load_samples("synthetic-video:split=val,n=1,size=112,frames=4")
+    monkeypatch.setattr("explainprune.collect.load_samples", lambda spec: mixed)
+    with pytest.raises(ValueError, match="one modality"):
+        collect(model, processor, "mixed", tmp_path / "records")
