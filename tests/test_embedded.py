@@ -174,3 +174,15 @@ def test_video_questions_point_at_their_frames():
             assert len(heads) == 2 and patches[0] < patches[1]
         if clip.qtype == "frames":
             assert 2 * len(patches[0]) == int(clip.answer)
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_weights(tmp_path):
+    """Everything follows from the seed: two runs of one config end with equal weights, another seed not."""
+    config = dataclasses.replace(SMALL, vision_steps=1, joint_steps=2, first_cycle=0, video_start=1)
+    weights = {}
+    for name, seed in (("first", 0), ("again", 0), ("other", 1)):
+        train_embedded(tmp_path / name, dataclasses.replace(config, seed=seed), threads=1)
+        weights[name] = AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
+    assert all(torch.equal(weights["first"][key], weights["again"][key]) for key in weights["first"])
+    assert not torch.equal(weights["first"]["lm_head.weight"], weights["other"]["lm_head.weight"])
