@@ -3,7 +3,7 @@
     python -m explainprune.explain.ablation --model embedded --n 300 --out docs/eval/gae-ablation.md
 
 For each data set (default: held-out scenes at 224 and 448 px, easy-vqa) and each row (the GAE
-variants of `VARIANTS`, gradient x input, and the layer0, uniform and random scorers):
+variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
 - retention at each keep ratio: accuracy of the pruned model / accuracy of the unpruned model on the
   same questions, x 100 (selection exactly as `Compressor(scorer=...)` makes it, answers as
   `explainprune eval` decodes them);
@@ -46,20 +46,22 @@ DATA = (
     "synthetic:split=test,seed=0,n={n},size=448",
     "easy-vqa:test,n={n}",
 )
-# One factor at a time around the default, plus the paper's recipe and the project's former default.
-VARIANTS = {
-    "paper": PRESETS["paper"],
-    "former default": GAEVariant("logit", "probs", "mean", "no-eos"),
-    "logprob, probs": GAEVariant("logprob", "probs", "mean", "no-eos"),
-    "margin, probs": GAEVariant("margin", "probs", "mean", "no-eos"),
-    "logit, centred": GAEVariant("logit", "centred", "mean", "no-eos"),
-    "logprob, centred": GAEVariant("logprob", "centred", "mean", "no-eos"),
-    "margin, centred": GAEVariant("margin", "centred", "mean", "no-eos"),
-    "logprob, centred, sum": GAEVariant("logprob", "centred", "sum", "no-eos"),
-    "logprob, centred, max": GAEVariant("logprob", "centred", "max", "no-eos"),
-    "logprob, centred, all tokens": GAEVariant("logprob", "centred", "mean", "all"),
-    "margin, centred, all tokens": GAEVariant("margin", "centred", "mean", "all"),
-}
+# GAE rows: presets by name or any variant as quantity/gradient/heads/answer_tokens. By default one
+# factor at a time around logprob/centred/mean/no-eos, plus the paper's recipe and the former default.
+GAE_ROWS = (
+    "paper",
+    "logit/probs/mean/no-eos",
+    "logprob/probs/mean/no-eos",
+    "margin/probs/mean/no-eos",
+    "logit/centred/mean/no-eos",
+    "logprob/centred/mean/no-eos",
+    "margin/centred/mean/no-eos",
+    "logprob/centred/sum/no-eos",
+    "logprob/centred/max/no-eos",
+    "logprob/centred/mean/all",
+    "margin/centred/mean/all",
+)
+NOTES = {"logit/probs/mean/no-eos": "the project's former default"}
 REFERENCES = ("gradxinput", "layer0", "uniform", "random")
 TOP_FRACTION = 0.25
 
@@ -73,13 +75,23 @@ class GradXInputScorer(Scorer):
         return gradxinput(adapter, encoded, generate_answers(adapter.model, encoded, GAEScorer().max_new_tokens))
 
 
-def row_scorer(label: str) -> Scorer:
-    """The scorer of an ablation row: a GAE variant (by its label) or a reference."""
-    if label in VARIANTS:
-        return GAEScorer(**VARIANTS[label].as_dict())
-    if label == "gradxinput":
+def row_variant(row: str) -> GAEVariant | None:
+    """The GAE variant of a row (a preset name or quantity/gradient/heads/answer_tokens), else None."""
+    if row in PRESETS:
+        return PRESETS[row]
+    if row.count("/") == 3:
+        return GAEVariant(*row.split("/"))
+    return None
+
+
+def row_scorer(row: str) -> Scorer:
+    """The scorer of an ablation row: a GAE variant or a reference."""
+    variant = row_variant(row)
+    if variant is not None:
+        return GAEScorer(**variant.as_dict())
+    if row == "gradxinput":
         return GradXInputScorer()
-    return make_scorer(label)
+    return make_scorer(row)
 
 
 def object_cells(sample: Sample) -> torch.Tensor | None:
@@ -167,13 +179,11 @@ def retention_table(results: list[DataResult], labels: list[str], keeps: list[fl
     return lines
 
 
-def default_interval_note(results: list[DataResult], keeps: list[float]) -> list[str]:
+def default_interval_note(results: list[DataResult], labels: list[str], keeps: list[float]) -> list[str]:
     """Bootstrap 95% intervals of the default variant's retention, as a guide to the noise."""
-    label = next((lab for lab, v in VARIANTS.items() if v == PRESETS["default"]), None)
+    label = next((row for row in labels if row_variant(row) == PRESETS["default"]), None)
     notes = []
-    for result in results:
-        if label is None or (label, keeps[0]) not in result.correct:
-            continue
+    for result in results if label is not None else []:
         baseline = np.array(result.baseline, dtype=float)
         spans = [
             f"{keep:g}: [{low:.1f}, {high:.1f}]"
@@ -181,7 +191,7 @@ def default_interval_note(results: list[DataResult], keeps: list[float]) -> list
             for low, high in [bootstrap_retention(np.array(result.correct[(label, keep)], dtype=float), baseline)]
             if low is not None
         ]
-        notes.append(f"- {short_name(result.data)}: {describe(label)} " + ", ".join(spans))
+        notes.append(f"- {short_name(result.data)}, {describe(label)}: " + ", ".join(spans))
     return notes
 
 
@@ -209,10 +219,13 @@ def location_table(result: DataResult, labels: list[str]) -> list[str]:
     return lines
 
 
-def describe(label: str) -> str:
-    if label in VARIANTS:
-        return f"{label} (`{VARIANTS[label].label()}`)"
-    return label
+def describe(row: str) -> str:
+    """The row's variant label with its preset name or note, e.g. 'logit/probs/mean/all (paper)'."""
+    variant = row_variant(row)
+    if variant is None:
+        return row
+    names = [name for name, preset in PRESETS.items() if preset == variant] + ([NOTES[row]] if row in NOTES else [])
+    return variant.label() + (f" ({', '.join(names)})" if names else "")
 
 
 def short_name(data: str) -> str:
@@ -238,7 +251,7 @@ def report(results: list[DataResult], labels: list[str], keeps: list[float], com
     ]
     lines += retention_table(results, labels, keeps)
     lines += ["", "Bootstrap 95% intervals (over questions) of the default variant, a guide to the noise:", ""]
-    lines += default_interval_note(results, keeps)
+    lines += default_interval_note(results, labels, keeps)
     for result in results:
         if result.places:
             lines += ["", f"## Where the relevance lands: {short_name(result.data)}", ""]
@@ -252,14 +265,15 @@ def report(results: list[DataResult], labels: list[str], keeps: list[float], com
 
 
 def parse_rows(text: str | None) -> list[str]:
-    if text is None:
-        return [*VARIANTS, *REFERENCES]
-    labels = [label.strip() for label in text.split(",") if label.strip()]
-    known = [*VARIANTS, *REFERENCES]
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise ExplainPruneError(f"unknown row(s) {unknown}; known: {', '.join(known)}")
-    return labels
+    """Comma-separated rows (default: `GAE_ROWS` and `REFERENCES`), each checked."""
+    rows = [*GAE_ROWS, *REFERENCES] if text is None else [row.strip() for row in text.split(",") if row.strip()]
+    for row in rows:
+        if row_variant(row) is None and row not in REFERENCES:
+            raise ExplainPruneError(
+                f"unknown row {row!r}: a GAE preset ({', '.join(PRESETS)}), quantity/gradient/heads/answer_tokens "
+                f"(e.g. logprob/centred/mean/no-eos) or one of {', '.join(REFERENCES)}"
+            )
+    return rows
 
 
 def main(argv=None) -> int:
@@ -268,7 +282,10 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=300, help="questions per data set")
     parser.add_argument("--data", action="append", help="data spec (repeatable); default: scenes 224/448 px, easy-vqa")
     parser.add_argument("--keep", default="0.5,0.25,0.1", help="comma-separated keep ratios")
-    parser.add_argument("--rows", help=f"comma-separated rows (default all: GAE variants, {', '.join(REFERENCES)})")
+    parser.add_argument(
+        "--rows", help="comma-separated rows: GAE presets or quantity/gradient/heads/answer_tokens, and references "
+        f"({', '.join(REFERENCES)}); default: the module's GAE_ROWS and all references"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", help="write the markdown report here")
     args = parser.parse_args(argv)
