@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..errors import ExplainPruneError
 from .atomic import atomic_write_json
 from .metrics import METRIC_NAMES, mean_metrics, record_metrics, uniform_prediction
-from .model import ARCHS, Predictor, pad_features
+from .model import ARCHS, INPUTS, Predictor, pad_features
 from .shards import Record, load_records
 
 DEFAULT_EPOCHS = 20
@@ -87,12 +87,14 @@ def train_predictor(
     out_dir: str | Path,
     arch: str = "paper",
     epochs: int = DEFAULT_EPOCHS,
+    inputs: str | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> dict:
     """Train with Adam on KL(target || predicted); keep the best-validation-KL checkpoint in out_dir.
+    `inputs` (mean or heads; None: the arch's default) are the predictor's input channels.
 
     Returns (and writes to out_dir/metrics.json) the best epoch's validation metrics, the uniform
     predictor's metrics on the same records, and the per-epoch history.
@@ -103,14 +105,13 @@ def train_predictor(
     train_records, val_records = split_by_id(records, val_fraction)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    model = Predictor(
-        {
-            "arch": arch,
-            "n_heads": manifest["n_heads"],
-            "fingerprint": manifest["fingerprint"],
-            "modality": manifest["modality"],
-        }
-    ).to(device)
+    config = {
+        "arch": arch,
+        "n_heads": manifest["n_heads"],
+        "fingerprint": manifest["fingerprint"],
+        "modality": manifest["modality"],
+    }
+    model = Predictor(config if inputs is None else {**config, "inputs": inputs}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)
     out_dir = Path(out_dir)
@@ -119,6 +120,7 @@ def train_predictor(
 
     result = {
         "arch": arch,
+        "inputs": model.config["inputs"],
         "data_dir": str(data_dir),
         "train_records": len(train_records),
         "val_records": len(val_records),
@@ -156,6 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data directory written by `explainprune collect`")
     parser.add_argument("--out", type=Path, required=True, help="directory for the best checkpoint and metrics.json")
     parser.add_argument("--arch", choices=ARCHS, default="paper", help="paper: 1-D convs; grid: 2-D/3-D convs")
+    parser.add_argument("--inputs", choices=INPUTS, help="mean: head-mean attention; heads: per head plus the mean "
+                        "(default: mean for paper, heads for grid)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -170,6 +174,7 @@ def main(args: argparse.Namespace) -> int:
         args.out,
         arch=args.arch,
         epochs=args.epochs,
+        inputs=args.inputs,
         batch_size=args.batch_size,
         lr=args.lr,
         val_fraction=args.val_fraction,
