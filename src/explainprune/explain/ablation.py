@@ -6,7 +6,9 @@ For each data set (default: held-out scenes at 224 and 448 px, easy-vqa) and eac
 variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
 - retention at each keep ratio: accuracy of the pruned model / accuracy of the unpruned model on the
   same questions, x 100 (selection exactly as `Compressor(scorer=...)` makes it, answers as
-  `explainprune eval` decodes them);
+  `explainprune eval` decodes them; the GAE rows share one generated answer and, per explained
+  quantity and answer tokens, one forward and backward: `gae_variants`, the same maps as the `gae`
+  scorer with each variant);
 - on synthetic scenes, where the generator has object masks: the share of the relevance on the
   tokens covering the objects the question is about (a token covers an object when the object fills
   >= 15% of its 28 x 28 cell, as in the embedded model's training), and the recall of those tokens
@@ -38,7 +40,7 @@ from ..loading import load_model
 from ..scoring import Scorer, make_scorer
 from ..scoring.gae import GAEScorer
 from .answers import generate_answers
-from .gae import PRESETS, GAEVariant
+from .gae import PRESETS, GAEVariant, gae_variants
 from .gradxinput import gradxinput
 
 DATA = (
@@ -147,8 +149,11 @@ def run_data(model, processor, data: str, labels: list[str], keeps: list[float],
         for b, sample_cells in enumerate(cells):
             if sample_cells is not None:
                 result.object_token_share.setdefault(batch[b].qtype, []).append(float(sample_cells.float().mean()))
+        gae_rows = [label for label in labels if row_variant(label) is not None]
+        answers = generate_answers(model, encoded, GAEScorer().max_new_tokens, keep_stop=True)
+        explained = gae_variants(adapter, encoded, answers, [row_variant(label) for label in gae_rows])
         for label, compressor in compressors.items():
-            scores = compressor.score(encoded)
+            scores = explained[gae_rows.index(label)] if label in gae_rows else compressor.score(encoded)
             for b, sample_cells in enumerate(cells):
                 if sample_cells is not None and label != "uniform" and sample_cells.numel() == scores[b][0].numel():
                     result.places.setdefault((label, batch[b].qtype), []).append(location(scores[b][0], sample_cells))
