@@ -231,6 +231,7 @@ def test_the_shipped_task_redraws_the_eval_images():
         assert np.array_equal(np.asarray(scene_image(row)[0]), np.asarray(sample.image))
 
 
+@pytest.mark.slow  # lmms-eval indexes its ~2000 task files first (~10 s)
 def test_sweep_reports_a_failed_run_and_exits_1(tiny_dirs, tmp_path, capsys):
     """The tiny model has no trained predictor: the learned runs fail, the baseline and uniform run."""
     out = tmp_path / "sweep"
