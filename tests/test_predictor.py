@@ -22,7 +22,12 @@ from explainprune.predictor.model import pad_features
 from explainprune.cli import build_parser
 from explainprune.predictor.train import main, split_by_id
 
-IDENTITY = {"fingerprint": "qwen2-vl-test@abc", "explainer": "gae", "modality": "image"}
+IDENTITY = {
+    "fingerprint": "qwen2-vl-test@abc",
+    "explainer": "gae",
+    "explainer_options": {"quantity": "logprob"},
+    "modality": "image",
+}
 N_HEADS = 4
 
 
@@ -128,7 +133,7 @@ def test_reopening_removes_temp_files_of_a_killed_write(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json"]
 
 
-@pytest.mark.parametrize("key", ["fingerprint", "explainer", "modality"])
+@pytest.mark.parametrize("key", ["fingerprint", "explainer", "explainer_options", "modality"])
 def test_reopening_with_different_identity_raises(tmp_path, key):
     with ShardWriter(tmp_path, IDENTITY) as writer:
         writer.add(make_records(1)[0])

@@ -5,11 +5,16 @@ dropped (counted in the manifest). For each image of the kept samples one record
 layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
 preprocessed into a target, and the token grids. Rerun on the same directory, it resumes: shards
 are written atomically and samples already stored or dropped are skipped.
+
+With the `gae` explainer the GAE variant (explain/gae.py) is the `default` preset unless `variant`
+(a preset: default, paper) or the single options (quantity, gradient, heads, answer_tokens) say
+otherwise; the manifest records it under `explainer_options`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +25,9 @@ from tqdm import tqdm
 from .adapters import Adapter, EncodedBatch, get_adapter
 from .data import is_correct, load_samples, make_inputs
 from .data.sample import Sample
-from .explain import EXPLAINERS, generate_answers, preprocess_target
+from .errors import ExplainPruneError
+from .explain import EXPLAINERS, gae_variant, generate_answers, preprocess_target
+from .explain.answers import select_answer_tokens, stop_token_ids
 from .loading import load_model
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
@@ -41,6 +48,11 @@ def collect(
     only_correct: bool = True,
     shard_size: int = 256,
     on_batch: Callable[[list[str]], None] | None = None,
+    variant: str | None = None,
+    quantity: str | None = None,
+    gradient: str | None = None,
+    heads: str | None = None,
+    answer_tokens: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "fp32",
     attn_implementation: str | None = None,
@@ -49,10 +61,10 @@ def collect(
 
     `model` is a model (used on its own device and dtype), or a directory or 'embedded' (then
     `processor` may be None, and it is loaded on `device` in `dtype`). `on_batch` is called with
-    the sample ids of each finished batch.
+    the sample ids of each finished batch. `variant` (a preset) and the single options
+    (None: the preset's) choose the GAE variant; they apply to the gae explainer only.
     """
-    if explainer not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {explainer!r}; known: {', '.join(EXPLAINERS)}")
+    explain, options = chosen_explainer(explainer, variant, quantity, gradient, heads, answer_tokens)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model_name = getattr(model, "name_or_path", None) or type(model).__name__
@@ -67,6 +79,7 @@ def collect(
     manifest = {
         "fingerprint": adapter.fingerprint,
         "explainer": explainer,
+        "explainer_options": options,
         "modality": MODALITY,
         "model": model_name,
         "data": data_spec,
@@ -79,7 +92,7 @@ def collect(
         with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
-                collect_batch(adapter, processor, batch, writer, explainer, max_new_tokens, only_correct)
+                collect_batch(adapter, processor, batch, writer, explain, max_new_tokens, only_correct)
                 bar.update(len(batch))
                 if on_batch is not None:
                     on_batch([s.id for s in batch])
@@ -88,20 +101,40 @@ def collect(
     return manifest
 
 
+def chosen_explainer(
+    explainer: str, variant: str | None = None, quantity=None, gradient=None, heads=None, answer_tokens=None
+):
+    """(explain(adapter, encoded, answers), its options for the manifest); the GAE variant from the
+    preset `variant` (default: default) and the options given (None: the preset's)."""
+    explain = EXPLAINERS.get(explainer)
+    given = {"quantity": quantity, "gradient": gradient, "heads": heads, "answer_tokens": answer_tokens}
+    given = {name: value for name, value in given.items() if value is not None}
+    if explainer == "gae":
+        chosen = gae_variant(variant or "default", **given)
+        return functools.partial(explain, variant=chosen), chosen.as_dict()
+    if variant is not None or given:
+        named = sorted(given) + (["variant"] if variant is not None else [])
+        raise ExplainPruneError(f"GAE options ({', '.join(named)}) do not apply to the {explainer} explainer")
+    return explain, {}
+
+
 def collect_batch(
     adapter: Adapter,
     processor,
     samples: list[Sample],
     writer: ShardWriter,
-    explainer: str,
+    explain: Callable,
     max_new_tokens: int,
     only_correct: bool,
 ) -> None:
-    """Answer, filter, explain and write the records of one batch of samples."""
+    """Answer, filter, explain (`explain(adapter, encoded, answers)`) and write the records of one
+    batch of samples."""
     with torch.no_grad():
         encoded = adapter.encode(dict(make_inputs(processor, samples, device=adapter.model.device)))
-    answers = generate_answers(adapter.model, encoded, max_new_tokens)
-    texts = processor.tokenizer.batch_decode(answers, skip_special_tokens=True)
+    answers = generate_answers(adapter.model, encoded, max_new_tokens, keep_stop=True)
+    texts = processor.tokenizer.batch_decode(
+        select_answer_tokens(answers, "no-eos", stop_token_ids(adapter.model)), skip_special_tokens=True
+    )
     kept = []
     for index, (sample, text) in enumerate(zip(samples, texts)):
         if only_correct and sample.answer and not is_correct(text, sample.answer):
@@ -111,7 +144,7 @@ def collect_batch(
     if not kept:
         return
     encoded = select_samples(encoded, kept)
-    relevance = EXPLAINERS[explainer](adapter, encoded, [answers[i] for i in kept])
+    relevance = explain(adapter, encoded, [answers[i] for i in kept])
     with torch.no_grad():
         features = span_features(adapter, encoded)
     for row, index in enumerate(kept):
@@ -151,6 +184,11 @@ def main(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         only_correct=not args.keep_incorrect,
         shard_size=args.shard_size,
+        variant=args.variant,
+        quantity=args.quantity,
+        gradient=args.gradient,
+        heads=args.heads,
+        answer_tokens=args.answer_tokens,
         device=args.device,
         dtype=args.dtype,
         attn_implementation=args.attn_implementation,
