@@ -21,6 +21,7 @@ except ImportError:
     pytest.skip("lmms-eval is not installed (`make install` adds it)", allow_module_level=True)
 
 from lmms_eval.api.instance import Instance
+from transformers import AutoModelForImageTextToText
 
 from explainprune import Compressor
 from explainprune.cli import main
@@ -36,8 +37,8 @@ GREEDY = {"max_new_tokens": 5, "temperature": 0, "until": []}
 @pytest.fixture
 def bf16_qwen(tiny_dirs):
     """The tiny Qwen2-VL as an object the caller already put on a device and dtype (cpu, bf16)."""
-    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
-    return model.to(torch.bfloat16), processor
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs["qwen2-vl"], dtype=torch.bfloat16).to("cpu").eval()
+    return model, load_tiny(tiny_dirs, "qwen2-vl")[1]
 
 
 def request(kind: str, arguments: tuple, doc_id: int) -> Instance:
