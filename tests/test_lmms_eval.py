@@ -25,7 +25,7 @@ from transformers import AutoModelForImageTextToText
 
 from explainprune import Compressor
 from explainprune.cli import main
-from explainprune.data import load_samples, make_inputs
+from explainprune.data import load_samples
 from explainprune.integrations.lmms_eval.model import ExplainPruneChat, ExplainPruneSimple
 from explainprune.integrations.lmms_eval.sweep import first_response
 from explainprune.integrations.lmms_eval.tasks import EMBEDDED_TASK, TASKS_DIR, write_embedded_task
