@@ -1,9 +1,10 @@
 """`explainprune collect`: training data for the relevance predictor.
 
 For each sample the full model answers greedily; with ground truth, wrongly answered samples are
-dropped (counted in the manifest). For each image of the kept samples one record is written: the
+dropped (counted in the manifest). For each image or clip of the kept samples one record is written: the
 layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
-preprocessed into a target, and the token grids. Rerun on the same directory, it resumes: shards
+preprocessed into a target, and the token grids ((t, h, w): a clip's grid has t > 1, the input of a video
+predictor). The data must be of one modality. Rerun on the same directory, it resumes: shards
 are written atomically and samples already stored or dropped are skipped.
 
 With the `gae` explainer the GAE variant (explain/gae.py) is the `default` preset unless `variant`
@@ -32,9 +33,6 @@ from .loading import load_model
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
 from .scoring.learned import span_features
-
-MODALITY = "image"
-
 
 def collect(
     model,
@@ -76,11 +74,15 @@ def collect(
         raise ValueError("a processor is required with a model instance")
     adapter = get_adapter(model)
     samples = load_samples(data_spec)[:limit]
+    modalities = sorted({s.modality for s in samples})
+    if len(modalities) != 1:
+        raise ValueError(f"{data_spec}: collect needs samples of one modality (a predictor is per modality), got {modalities}")
+    modality = modalities[0]
     manifest = {
         "fingerprint": adapter.fingerprint,
         "explainer": explainer,
         "explainer_options": options,
-        "modality": MODALITY,
+        "modality": modality,
         "model": model_name,
         "data": data_spec,
         "max_new_tokens": max_new_tokens,
@@ -150,8 +152,6 @@ def collect_batch(
     for row, index in enumerate(kept):
         for span_index, span in enumerate(encoded.spans[row]):
             record_id = f"{samples[index].id}#{span_index}"
-            if span.modality != MODALITY:
-                raise ValueError(f"{record_id}: collect stores {MODALITY} spans, got a {span.modality} span")
             values = relevance[row][span_index]
             if not values.max() > 0:
                 writer.drop(record_id, "zero_relevance")

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="synthetic:split=test,seed=0,n=500,size=224", help="data spec")
     add_keep_option(parser, "1,0.5,0.25,0.1")
     add_scorers_option(parser, "learned,layer0,uniform,random")
-    parser.add_argument("--predictor", help="predictor directory for the learned scorer (default: the model's shipped one)")
+    parser.add_argument("--predictor", help="the learned scorer's predictor directory, or an image and a video predictor as DIR,DIR (default: the model's shipped ones)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     add_device_options(parser)
     parser.add_argument("--json", type=Path, help="write the report here")

@@ -18,7 +18,7 @@ def user_message(question: str, visuals: tuple[str, ...] = ("image",)) -> list[d
 def prompt_texts(processor, samples: list[Sample], answers: list[str] | None = None) -> list[str]:
     """Chat-formatted prompts ending at the assistant turn; with answers, each answer + end-of-turn follows."""
     prompts = [
-        processor.apply_chat_template(user_message(s.question), add_generation_prompt=True, tokenize=False)
+        processor.apply_chat_template(user_message(s.question, (s.modality,)), add_generation_prompt=True, tokenize=False)
         for s in samples
     ]
     if answers is not None:
@@ -40,8 +40,11 @@ def processor_inputs(processor, texts: list[str], images=None, videos=None, devi
 
 def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None, device=None):
     """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given),
-    its tensors on `device` (the model's device) when given."""
-    return processor_inputs(processor, prompt_texts(processor, samples, answers), [s.image for s in samples], device=device)
+    its tensors on `device` (the model's device) when given. Videos go in as lists of PIL frames;
+    images and videos may share a batch."""
+    images = [s.image for s in samples if s.modality == "image"]
+    videos = [s.video for s in samples if s.modality == "video"]
+    return processor_inputs(processor, prompt_texts(processor, samples, answers), images, videos, device=device)
 
 
 def normalize_answer(text: str) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 EMBEDDED_DIR = Path(__file__).resolve().parent / "model"
 PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor"
-"""The predictor shipped for the embedded model: the `learned` scorer's default for it."""
+"""The image predictor shipped for the embedded model: the `learned` scorer's default for its images."""
+VIDEO_PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor-video"
+"""The video predictor (3-D grid input) for the embedded model: the `learned` scorer's default for its clips."""
+PREDICTOR_DIRS = {"image": PREDICTOR_DIR, "video": VIDEO_PREDICTOR_DIR}
 
 
 def load_embedded(
-    dtype: str | torch.dtype = torch.float32,
-    device: str | torch.device | None = None,
+    dtype="fp32",
+    device=None,
     attn_implementation: str | None = None,
 ):
     """(model, processor) of the shipped embedded model, in eval mode (see `loading.load_pretrained`)."""
@@ -27,4 +28,4 @@ def load_embedded(
     return load_pretrained(EMBEDDED_DIR, device, dtype, attn_implementation)
 
 
-__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "load_embedded"]
+__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "PREDICTOR_DIRS", "VIDEO_PREDICTOR_DIR", "load_embedded"]
