@@ -77,7 +77,7 @@ class LearnedScorer(Scorer):
                 raise ExplainPruneError(
                     f"the embedded model ships no {modality} predictor yet ({directory.parent.name}/{directory.name}): "
                     f"collect targets with `explainprune collect --model embedded --data {TRAINING_DATA[modality]} "
-                    "--out DIR`, train one with `explainprune train`, and pass it as predictor=DIR"
+                    "--out DIR`, train one with `explainprune train --arch grid`, and pass it with predictor=DIR (--predictor DIR)"
                 )
             self.predictors[modality] = Predictor.from_pretrained(directory)
         return self.predictors[modality]
