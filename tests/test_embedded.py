@@ -14,6 +14,7 @@ from explainprune.data import load_samples, make_inputs
 from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
+from explainprune.cli import main as cli_main
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data.synthetic_video import frame_objects
 from explainprune.embedded.batches import BatchPlan, Visual, encode_batch, plan_clips
@@ -186,3 +187,19 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
         weights[name] = AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
     assert all(torch.equal(weights["first"][key], weights["again"][key]) for key in weights["first"])
     assert not torch.equal(weights["first"]["lm_head.weight"], weights["other"]["lm_head.weight"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"joint_steps": 0}, "--joint-steps must be a positive integer"), ({"lr": float("inf")}, "--lr must be a finite"),
+     ({"clips": -1}, "--clips must be a non-negative"), ({"attention_layers": (7,)}, "--attention-layers must name layers 0-3"),
+     ({"warmup_fraction": 1.5}, "--warmup-fraction must be at most 1")],
+)  # fmt: skip
+def test_bad_settings_are_refused_by_name(options, message):
+    with pytest.raises(ExplainPruneError, match=message):
+        TrainingConfig(**options)
+
+
+def test_the_cli_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    assert cli_main(["embedded", "train", "--out", str(tmp_path / "run"), "--joint-steps", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "explainprune embedded: error: --joint-steps must be a positive integer, got -5"

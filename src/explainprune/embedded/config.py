@@ -6,7 +6,13 @@ option (`--joint-steps 3000`), and the run saves the config verbatim as DIR/conf
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from explainprune.embedded.build import TEXT
+from explainprune.errors import ExplainPruneError
+
+TEXT_LAYERS = TEXT["num_hidden_layers"]
 
 
 def _help(text: str) -> dict:
@@ -47,3 +53,25 @@ class TrainingConfig:
     test_n: int = field(default=500, metadata=_help("synthetic test questions per resolution in the final report"))
     test_clips: int = field(default=500, metadata=_help("synthetic video test clips in the final report"))
     easy_test_n: int = field(default=1000, metadata=_help("easy-vqa test questions in the final report (0: all)"))
+
+    def __post_init__(self):
+        positive = ("joint_steps", "vision_images", "synthetic_images", "questions_per_image", "questions_per_clip",
+                    "eval_every", "val_n", "val_clips", "test_n", "test_clips")  # fmt: skip
+        non_negative = ("seed", "vision_steps", "first_cycle", "easy_images", "video_start", "clips", "easy_test_n")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name in positive else 0):
+                bound = "a positive" if name in positive else "a non-negative"
+                raise ExplainPruneError(f"{_option(name)} must be {bound} integer, got {value!r}")
+        for name in ("vision_lr", "lr", "aux_weight", "caption_weight", "attention_weight", "warmup_fraction"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name.endswith("lr") and value == 0):
+                raise ExplainPruneError(f"{_option(name)} must be a finite {'positive' if name.endswith('lr') else 'non-negative'} number, got {value!r}")
+        if self.warmup_fraction > 1:
+            raise ExplainPruneError(f"--warmup-fraction must be at most 1, got {self.warmup_fraction}")
+        if not self.attention_layers or any(not 0 <= layer < TEXT_LAYERS for layer in self.attention_layers):
+            raise ExplainPruneError(f"--attention-layers must name layers 0-{TEXT_LAYERS - 1}, got {self.attention_layers}")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
