@@ -26,7 +26,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from explainprune.configs import add_config_arguments, config_from_arguments, load_config, save_config
+from explainprune.commands import embedded_train as embedded_train_options
+from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
 from explainprune.data.synthetic_video import HOLD
 from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
@@ -68,6 +69,9 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     processor = build_processor()
     model = build_model(processor)
     head = CellHead(model.config.text_config.hidden_size)
+    layers = model.config.text_config.num_hidden_layers
+    if max(config.attention_layers) >= layers:
+        raise ExplainPruneError(f"--attention-layers must name layers 0-{layers - 1}, got {list(config.attention_layers)}")
     if config.attention_weight:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
     vision_params = list(model.model.visual.parameters()) + list(head.parameters())
@@ -89,8 +93,8 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     easy_pool = EasyVqaPool()
     validation = {name: load_samples(spec) for name, spec in val_specs(config).items()}
     model.train()
-    total = config.vision_steps + config.joint_steps
-    warmup_steps = int(config.warmup_fraction * config.joint_steps)
+    total = config.vision_steps + config.steps
+    warmup_steps = int(config.warmup_fraction * config.steps)
     attention_layers = config.attention_layers if config.attention_weight else ()
     weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight}
     running: dict[str, float] = {}
@@ -104,7 +108,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             joint_step = step - config.vision_steps
             with_video = config.clips > 0 and joint_step >= config.video_start
             progress.set_description("joint stage" + (" + video" if with_video else ""))
-            factor = joint_lr_factor(joint_step, config.joint_steps, config.first_cycle)
+            factor = joint_lr_factor(joint_step, config.steps, config.first_cycle)
             _set_lrs(optimizer, [config.lr * factor] * 2)
             plans = {"": plan_batch(
                 config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image,
@@ -325,22 +329,13 @@ def save_model(model, processor, out_dir: Path, report: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line options: --out and every field of `TrainingConfig`."""
-    parser.add_argument("--out", required=True, type=Path, help="output directory (resumes an unfinished run of the same settings)")
-    add_config_arguments(parser, TrainingConfig)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 can be faster on a busy machine)")
-
-
 def main(args: argparse.Namespace) -> None:
     """Run training from parsed arguments and print the accuracies."""
-    if args.threads < 1:
-        raise ExplainPruneError(f"--threads must be at least 1, got {args.threads}")
     report = train_embedded(args.out, config_from_arguments(TrainingConfig, args), args.threads)
     print(json.dumps(report["accuracy"], indent=2))
 
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(cli)
+    embedded_train_options.add_arguments(cli)
     main(cli.parse_args())

@@ -17,7 +17,7 @@ from .base import Scorer, register
 
 def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
     """The predictor's input: per sample, per span, (n_tokens, heads) layer-0 attention of the
-    instruction rows on the span's scored tokens."""
+    instruction rows on the span's scored tokens, on the model's device."""
     maps = instruction_attention(adapter, encoded)
     features = []
     for b, spans in enumerate(encoded.spans):
@@ -26,7 +26,7 @@ def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Te
                 f"sample {b} has no text after its last image or video: the predictor's features are the "
                 "attention of those instruction tokens"
             )
-        features.append([maps[b][:, span.positions.to(maps[b].device)].T.cpu() for span in spans])
+        features.append([maps[b][:, span.positions.to(maps[b].device)].T for span in spans])
     return features
 
 
@@ -59,7 +59,8 @@ class LearnedScorer(Scorer):
             self.predictors[loaded.modality] = loaded
 
     def predictor_for(self, model, modality: str) -> Predictor:
-        """The predictor for `modality`: a given one, else the shipped one when `model` is the embedded model."""
+        """The predictor for `modality`: a given one, else the shipped one when `model` is the embedded model;
+        on the model's device (moved there once)."""
         if modality not in self.predictors:
             if not is_embedded_model(model):
                 if self.predictors:
@@ -80,6 +81,8 @@ class LearnedScorer(Scorer):
                     "--out DIR`, train one with `explainprune train --arch grid`, and pass it with predictor=DIR (--predictor DIR)"
                 )
             self.predictors[modality] = Predictor.from_pretrained(directory)
+        if next(self.predictors[modality].parameters()).device != model.device:
+            self.predictors[modality] = self.predictors[modality].to(model.device)
         return self.predictors[modality]
 
     def score(self, adapter, encoded):
@@ -90,6 +93,6 @@ class LearnedScorer(Scorer):
             for span, feature in zip(spans, features):
                 predictor = self.predictor_for(adapter.model, span.modality)
                 predictor.check_compatible(fingerprint, span.modality)
-                sample_scores.append(predictor.predict(feature, span.grids).cpu())
+                sample_scores.append(predictor.predict(feature, span.grids))
             scores.append(sample_scores)
         return scores
