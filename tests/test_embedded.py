@@ -14,6 +14,7 @@ from explainprune.data import load_samples, make_inputs
 from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
+from explainprune.cli import main as cli_main
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data.synthetic_video import frame_objects
 from explainprune.embedded.batches import BatchPlan, Visual, encode_batch, plan_clips
@@ -88,7 +89,7 @@ def test_attention_loss_gives_each_group_its_own_head():
 
 
 SMALL = TrainingConfig(
-    vision_steps=2, vision_images=2, joint_steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
+    vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
     synthetic_images=2, easy_images=1, eval_every=100, val_n=4, val_clips=3, test_n=3, test_clips=3, easy_test_n=3,
 )  # fmt: skip
 
@@ -129,7 +130,7 @@ def test_command_line_options_fill_the_config(capsys):
     assert command_line(config) == "explainprune embedded train --out DIR --seed 3 --lr 0.002 --attention-layers 0,3"
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "run", "--lr", "nan"])
-    assert "argument --lr: expected a finite number >= 0, got 'nan'" in capsys.readouterr().err
+    assert "argument --lr: expected a finite number > 0, got 'nan'" in capsys.readouterr().err
 
 
 def test_training_batches_match_the_processor(built):
@@ -180,10 +181,30 @@ def test_video_questions_point_at_their_frames():
 @pytest.mark.slow
 def test_the_same_seed_trains_the_same_weights(tmp_path):
     """Everything follows from the seed: two runs of one config end with equal weights, another seed not."""
-    config = dataclasses.replace(SMALL, vision_steps=1, joint_steps=2, first_cycle=0, video_start=1)
+    config = dataclasses.replace(SMALL, vision_steps=1, steps=2, first_cycle=0, video_start=1)
     weights = {}
     for name, seed in (("first", 0), ("again", 0), ("other", 1)):
         train_embedded(tmp_path / name, dataclasses.replace(config, seed=seed), threads=1)
         weights[name] = AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
     assert all(torch.equal(weights["first"][key], weights["again"][key]) for key in weights["first"])
     assert not torch.equal(weights["first"]["lm_head.weight"], weights["other"]["lm_head.weight"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"steps": -1}, "--steps must be an integer >= 0, got -1"), ({"lr": float("inf")}, "--lr must be a finite number > 0"),
+     ({"val_n": 0}, "--val-n must be an integer >= 1"), ({"clips": 1.5}, "--clips must be an integer >= 0"),
+     ({"attention_layers": (-1,)}, "--attention-layers must be comma-separated values, each an integer >= 0"),
+     ({"attention_layers": ()}, "--attention-layers must be"), ({"seed": True}, "--seed must be"),
+     ({"warmup_fraction": 1.5}, "--warmup-fraction must be at most 1")],
+)  # fmt: skip
+def test_bad_settings_are_refused_by_name(options, message):
+    with pytest.raises(ExplainPruneError, match=message):
+        TrainingConfig(**options)
+
+
+def test_the_cli_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    assert cli_main(["embedded", "train", "--out", str(tmp_path / "run"), "--attention-layers", "1,x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "explainprune embedded train: error: argument --attention-layers: expected an integer >= 0, got 'x'\n"
+    assert not (tmp_path / "run").exists()

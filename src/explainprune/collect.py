@@ -92,7 +92,7 @@ def collect(
     with ShardWriter(out_dir, manifest, shard_size) as writer:
         done = writer.done_ids()
         todo = [s for s in samples if s.id not in done and f"{s.id}#0" not in done]
-        todo.sort(key=lambda sample: sample.image.size)  # batches of one image size: no padding (stable)
+        todo.sort(key=lambda sample: (len(sample.video or ()), sample.frame_size))  # one size per batch: no padding (stable)
         with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]

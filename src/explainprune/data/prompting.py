@@ -40,11 +40,11 @@ def processor_inputs(processor, texts: list[str], images=None, videos=None, devi
 
 def make_inputs(processor, samples: list[Sample], answers: list[str] | None = None, device=None):
     """A left-padded processor BatchFeature for the samples (teacher-forced when answers are given),
-    its tensors on `device` (the model's device) when given. Videos go in as lists of PIL frames;
-    images and videos may share a batch."""
+    its tensors on `device` (the model's device) when given. Videos go in as lists of PIL frames; images
+    and videos may share a batch."""
     images = [s.image for s in samples if s.modality == "image"]
     videos = [s.video for s in samples if s.modality == "video"]
-    return processor_inputs(processor, prompt_texts(processor, samples, answers), images, videos, device=device)
+    return processor_inputs(processor, prompt_texts(processor, samples, answers), images, videos, device)
 
 
 def normalize_answer(text: str) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "model"
 PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor"
@@ -13,8 +17,8 @@ PREDICTOR_DIRS = {"image": PREDICTOR_DIR, "video": VIDEO_PREDICTOR_DIR}
 
 
 def load_embedded(
-    dtype="fp32",
-    device=None,
+    dtype: str | torch.dtype = "fp32",
+    device: str | torch.device | None = None,
     attn_implementation: str | None = None,
 ):
     """(model, processor) of the shipped embedded model, in eval mode (see `loading.load_pretrained`)."""

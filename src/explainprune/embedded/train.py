@@ -69,6 +69,9 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     processor = build_processor()
     model = build_model(processor)
     head = CellHead(model.config.text_config.hidden_size)
+    layers = model.config.text_config.num_hidden_layers
+    if max(config.attention_layers) >= layers:
+        raise ExplainPruneError(f"--attention-layers must name layers 0-{layers - 1}, got {list(config.attention_layers)}")
     if config.attention_weight:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
     vision_params = list(model.model.visual.parameters()) + list(head.parameters())
@@ -90,8 +93,8 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     easy_pool = EasyVqaPool()
     validation = {name: load_samples(spec) for name, spec in val_specs(config).items()}
     model.train()
-    total = config.vision_steps + config.joint_steps
-    warmup_steps = int(config.warmup_fraction * config.joint_steps)
+    total = config.vision_steps + config.steps
+    warmup_steps = int(config.warmup_fraction * config.steps)
     attention_layers = config.attention_layers if config.attention_weight else ()
     weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight}
     running: dict[str, float] = {}
@@ -105,7 +108,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             joint_step = step - config.vision_steps
             with_video = config.clips > 0 and joint_step >= config.video_start
             progress.set_description("joint stage" + (" + video" if with_video else ""))
-            factor = joint_lr_factor(joint_step, config.joint_steps, config.first_cycle)
+            factor = joint_lr_factor(joint_step, config.steps, config.first_cycle)
             _set_lrs(optimizer, [config.lr * factor] * 2)
             plans = {"": plan_batch(
                 config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image,
@@ -328,8 +331,6 @@ def save_model(model, processor, out_dir: Path, report: dict) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Run training from parsed arguments and print the accuracies."""
-    if args.threads < 1:
-        raise ExplainPruneError(f"--threads must be at least 1, got {args.threads}")
     report = train_embedded(args.out, config_from_arguments(TrainingConfig, args), args.threads)
     print(json.dumps(report["accuracy"], indent=2))
 

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..adapters import get_adapter
-from ..arguments import keep_ratio_list
+from ..options import keep_ratios, positive_int
 from ..bench.quality import MAX_NEW_TOKENS, bootstrap_retention
 from ..compressor import Compressor
 from ..data import is_correct, load_samples, make_inputs
@@ -284,18 +284,18 @@ def parse_rows(text: str | None) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
-    parser.add_argument("--n", type=int, default=300, help="questions per data set")
+    parser.add_argument("--n", type=positive_int, default=300, help="questions per data set")
     parser.add_argument("--data", action="append", help="data spec (repeatable); default: scenes 224/448 px, easy-vqa")
-    parser.add_argument("--keep", default="0.5,0.25,0.1", help="comma-separated keep ratios")
+    parser.add_argument("--keep", type=keep_ratios, default=keep_ratios("0.5,0.25,0.1"), help="comma-separated keep ratios")
     parser.add_argument(
         "--rows", help="comma-separated rows: GAE presets or quantity/gradient/heads/answer_tokens, and references "
         f"({', '.join(REFERENCES)}); default: the module's GAE_ROWS and all references"
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--out", help="write the markdown report here")
     args = parser.parse_args(argv)
     try:
-        keeps = [k for k in keep_ratio_list(args.keep) if k < 1.0]
+        keeps = [k for k in args.keep if k < 1.0]
         labels = parse_rows(args.rows)
         data = args.data or [spec.format(n=args.n) for spec in DATA]
         model, processor = load_model(args.model)

@@ -59,8 +59,8 @@ class LearnedScorer(Scorer):
             self.predictors[loaded.modality] = loaded
 
     def predictor_for(self, model, modality: str) -> Predictor:
-        """The predictor for `modality`: a given one, else the shipped one when `model` is the embedded
-        model; on the model's device (moved there once)."""
+        """The predictor for `modality`: a given one, else the shipped one when `model` is the embedded model;
+        on the model's device (moved there once)."""
         if modality not in self.predictors:
             if not is_embedded_model(model):
                 if self.predictors:
@@ -78,13 +78,12 @@ class LearnedScorer(Scorer):
                 raise ExplainPruneError(
                     f"the embedded model ships no {modality} predictor yet ({directory.parent.name}/{directory.name}): "
                     f"collect targets with `explainprune collect --model embedded --data {TRAINING_DATA[modality]} "
-                    "--out DIR`, train one with `explainprune train`, and pass it as predictor=DIR"
+                    "--out DIR`, train one with `explainprune train --arch grid`, and pass it with predictor=DIR (--predictor DIR)"
                 )
             self.predictors[modality] = Predictor.from_pretrained(directory)
-        predictor = self.predictors[modality]
-        if next(predictor.parameters()).device != model.device:
-            self.predictors[modality] = predictor = predictor.to(model.device)
-        return predictor
+        if next(self.predictors[modality].parameters()).device != model.device:
+            self.predictors[modality] = self.predictors[modality].to(model.device)
+        return self.predictors[modality]
 
     def score(self, adapter, encoded):
         fingerprint = adapter.fingerprint
