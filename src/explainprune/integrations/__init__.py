@@ -1,0 +1,1 @@
+"""Integrations with serving runtimes; each subpackage imports its runtime only when that runtime loads it."""
