@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from explainprune.tiny import FAMILIES, save_tiny
 
 VIDEO_FAMILIES = ("qwen2-vl", "qwen2.5-vl", "llava-onevision")
+# tests/vllm need vLLM and its own pins: they run in the vLLM venv (`make test-vllm`), not here.
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm"]
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ from ...adapters.qwen2_vl import Qwen2VLAdapter
 from ...errors import ExplainPruneError
 from ...prune import token_budget
 from ...scoring import make_scorer
+from ...scoring.learned import LearnedScorer
 from ...selection import choose
 from .adapter import VllmAdapter
 from .positions import POSITION_CHANNELS, decode_positions, encode_positions, mrope_positions
@@ -58,10 +59,12 @@ _PROMPT: ContextVar[tuple[int, ...] | None] = ContextVar("explainprune_prompt", 
 
 
 class PruningProcessingInfo:
-    """One image or video per prompt: each item's choice depends on every token of its prompt."""
+    """One image or video per prompt (each item's choice depends on every token of its prompt), of
+    the modalities the scorer can prune."""
 
     def get_supported_mm_limits(self):
-        return {"image": 1, "video": 1}
+        modalities = self.prune_settings().modalities()
+        return {modality: int(modality in modalities) for modality in ("image", "video")}
 
     def prune_settings(self) -> PruneSettings:
         return PruneSettings.from_config(self.get_hf_config())
@@ -150,6 +153,8 @@ class PruningModel:
         # HF models carry their directory here; the learned scorer finds the embedded predictor by it.
         self.name_or_path = vllm_config.model_config.model
         self.scorer = make_scorer(self.prune_settings.scorer, **self.prune_settings.scorer_options())
+        if isinstance(self.scorer, LearnedScorer):
+            self.scorer.predictor_for(self)  # no predictor for this model: refuse at start, not at the first image
         self.scoring_adapter = VllmAdapter(self, self.adapter_family)
         self.pending_positions: tuple[torch.Tensor, torch.Tensor] | None = None
         self.recent_selections: deque = deque(maxlen=RECENT_SELECTIONS)

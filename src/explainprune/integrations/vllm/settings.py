@@ -6,9 +6,11 @@ that selects our model class, so `vllm.LLM(...)` and `vllm serve` are configured
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...embedded import PREDICTOR_DIR
 from ...errors import ExplainPruneError
 from ...prune import check_keep_ratio
 
@@ -50,6 +52,13 @@ class PruneSettings:
         """The settings an HF config carries (`explainprune_*` attributes), defaults for the missing ones."""
         values = {key.removeprefix("explainprune_"): getattr(config, key) for key in KEYS if hasattr(config, key)}
         return cls(**values)
+
+    def modalities(self) -> tuple[str, ...]:
+        """What the scorer can prune: a learned predictor serves the one modality it was trained on."""
+        if self.scorer != "learned":
+            return ("image", "video")
+        directory = Path(self.predictor) if self.predictor is not None else PREDICTOR_DIR
+        return (json.loads((directory / "config.json").read_text())["modality"],)
 
     def scorer_options(self) -> dict:
         """Keyword options for `make_scorer`."""
