@@ -31,6 +31,28 @@ def test_keep_one_is_the_unpruned_model(reference, scenes):
     # At keep 1.0 `selection.choose` keeps everything without consulting the scorer: one engine covers all.
     with engine("uniform", 1.0) as llm:
         check_against_compressor(llm, reference, scenes, "uniform", 1.0)
+        check_refusals(llm, scenes[0].image)
+
+
+def check_refusals(llm, image):
+    """Prompts whose choice cannot equal Compressor's are refused with one clear line, and the
+    engine keeps serving."""
+    with pytest.raises(ValueError, match="put the question after it"):
+        llm.generate({"prompt": "<|vision_start|><|image_pad|>", "multi_modal_data": {"image": image}}, use_tqdm=False)
+    from vllm.exceptions import VLLMValidationError
+
+    two = "<|vision_start|><|image_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|>which?"
+    with pytest.raises(VLLMValidationError, match="At most 1 image"):
+        llm.generate({"prompt": two, "multi_modal_data": {"image": [image, image]}}, use_tqdm=False)
+    assert llm.generate({"prompt": "<|vision_start|><|image_pad|><|vision_end|>?", "multi_modal_data": {"image": image}},
+                        use_tqdm=False)[0].outputs[0].token_ids  # fmt: skip
+
+
+def test_scorers_vllm_cannot_run_are_refused_at_start():
+    with pytest.raises(ValueError, match="'gae' is not available in vLLM"):
+        with engine("uniform", 0.5, hf_overrides={"architectures": ["ExplainPruneQwen2VLForConditionalGeneration"],
+                                                  "explainprune_scorer": "gae"}):  # fmt: skip
+            pass
 
 
 @pytest.mark.parametrize("keep_ratio", [0.5, 0.25])
