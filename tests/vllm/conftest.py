@@ -122,8 +122,37 @@ def compressor_reference(reference, scorer: str, keep_ratio: float, sample, ques
     prepared = compressor.prepare_encoded(encoded)
     with torch.no_grad():
         new = model.generate(**prepared, max_new_tokens=MAX_TOKENS, do_sample=False)[0].tolist()
+    kept = torch.isin(encoded.spans[0][0].positions, prepared.kept[0]).nonzero().flatten().tolist()
+    return Reference(until_end(model, new), kept, int(prepared.attention_mask.sum()))
+
+
+def until_end(model, tokens: list[int]) -> list[int]:
+    """Generated ids up to and with the first end-of-sequence token (as vLLM returns them)."""
     eos = model.generation_config.eos_token_id
     eos = {eos} if isinstance(eos, int) else set(eos)
-    end = next((i + 1 for i, token in enumerate(new) if token in eos), len(new))
-    kept = torch.isin(encoded.spans[0][0].positions, prepared.kept[0]).nonzero().flatten().tolist()
-    return Reference(new[:end], kept, int(prepared.attention_mask.sum()))
+    return tokens[: next((i + 1 for i, token in enumerate(tokens) if token in eos), len(tokens))]
+
+
+@pytest.fixture(scope="session")
+def small_qwen2_5_vl(tmp_path_factory):
+    """(directory, model, processor): a small random-weight Qwen2.5-VL saved with its weights (peaked
+    weights, std 0.2, so greedy tokens and attention rankings are far from ties), the embedded
+    model's tokenizer and image processor."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig
+
+    from explainprune.integrations.vllm.bench import EMBEDDED_TOKENS, write_model_dir
+
+    torch.manual_seed(0)
+    text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, vocab_size=421, max_position_embeddings=2048, initializer_range=0.2,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
+                bos_token_id=0, eos_token_id=2, pad_token_id=0)  # fmt: skip
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=1, out_hidden_size=128,
+                  window_size=56, fullatt_block_indexes=[1], tokens_per_second=2, initializer_range=0.2)  # fmt: skip
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, initializer_range=0.2, **EMBEDDED_TOKENS)
+    directory = write_model_dir(config, tmp_path_factory.mktemp("qwen2_5_vl"))
+    AutoModelForImageTextToText.from_config(config).save_pretrained(directory)
+    model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(directory)
+    processor.tokenizer.padding_side = "left"
+    return directory, model, processor

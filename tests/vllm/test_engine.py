@@ -5,7 +5,7 @@ chunks that split images; prefix caching on)."""
 from __future__ import annotations
 
 import pytest
-from conftest import BLOCK_SIZE, CHUNK, compressor_reference, engine, generate, selection_key, selections
+from conftest import BLOCK_SIZE, CHUNK, compressor_reference, engine, generate, selection_key, selections, until_end
 
 SCORERS = ("uniform", "layer0", "learned")
 
@@ -62,6 +62,7 @@ def test_kept_tokens_and_answers_equal_compressor(reference, scenes, scorer, kee
         check_against_compressor(llm, reference, scenes, scorer, keep_ratio)
         if (scorer, keep_ratio) == ("layer0", 0.25):
             check_prefix_cache_with_two_questions(llm, reference, scenes)
+            check_video(llm, reference, scenes, scorer, keep_ratio)
 
 
 def check_prefix_cache_with_two_questions(llm, reference, scenes):
@@ -87,3 +88,41 @@ def _with_question(sample, question):
     from dataclasses import replace
 
     return replace(sample, question=question)
+
+
+@pytest.mark.parametrize("scorer", ["uniform", "layer0"])
+def test_qwen2_5_vl_prunes_as_compressor(small_qwen2_5_vl, scenes, scorer):
+    from explainprune.integrations.vllm import hf_overrides
+
+    directory, model, processor = small_qwen2_5_vl
+    overrides = {"model": str(directory), "hf_overrides": hf_overrides("qwen2_5_vl", scorer, 0.5)}
+    with engine(scorer, 0.5, **overrides) as llm:
+        check_against_compressor(llm, (model, processor), scenes, scorer, 0.5)
+
+
+def check_video(llm, reference, scenes, scorer, keep_ratio):
+    """A video (the scenes as frames) is one span over its (t, h, w) grid, as in Compressor."""
+    import numpy as np
+    import torch
+    from vllm import SamplingParams
+
+    from explainprune import Compressor
+
+    model, processor = reference
+    frames = np.stack([np.asarray(s.image.resize((112, 112))) for s in scenes[:4]])
+    content = [{"type": "video"}, {"type": "text", "text": "what colour is the circle?"}]
+    text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    compressor = Compressor(model, processor, scorer=scorer, keep_ratio=keep_ratio)
+    encoded = compressor.encode(**processor(text=[text], videos=[frames], return_tensors="pt"))
+    prepared = compressor.prepare_encoded(encoded)
+    with torch.no_grad():
+        expected = model.generate(**prepared, max_new_tokens=4, do_sample=False)[0].tolist()
+    (span,) = encoded.spans[0]
+    assert span.grids[0][0] > 1, "the video should have several temporal patches"
+    output = llm.generate({"prompt": text, "multi_modal_data": {"video": frames}}, SamplingParams(max_tokens=4, temperature=0.0),
+                          use_tqdm=False)[0]  # fmt: skip
+    recorded = selections(llm)
+    video_token = model.config.video_token_id
+    kept = torch.isin(span.positions, prepared.kept[0]).nonzero().flatten().tolist()
+    assert recorded.get(selection_key(output.prompt_token_ids, video_token)) == kept
+    assert list(output.outputs[0].token_ids) == until_end(model, expected)
