@@ -112,7 +112,9 @@ def run(args, scratch: Path) -> dict:
     warm_requests = [{"prompt": p, "multi_modal_data": {"image": s.image}} for p, s in zip(prompt_texts(processor, warm), warm)]
     sampling = SamplingParams(max_tokens=args.max_tokens, temperature=0.0, ignore_eos=True, detokenize=False)
     options = dict(model=str(model_dir), dtype=args.dtype, max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
-                   kv_cache_memory_bytes=args.kv_cache_gib * 2**30, enforce_eager=args.enforce_eager, seed=args.seed, **extra)  # fmt: skip
+                   kv_cache_memory_bytes=int(args.kv_cache_gib * 2**30), enforce_eager=args.enforce_eager, seed=args.seed, **extra)  # fmt: skip
+    if args.pixels:
+        options["mm_processor_kwargs"] = {"min_pixels": args.pixels, "max_pixels": args.pixels}
     results = []
     for keep in keeps:
         llm = LLM(**options, hf_overrides=hf_overrides(model_type, scorer, keep))
@@ -138,7 +140,8 @@ def run(args, scratch: Path) -> dict:
 
 
 def table(report: dict) -> str:
-    lines = [f"{report['model']} ({report['scorer']}), {report['requests']}, {report['max_tokens']} output tokens each",
+    lines = [f"{report['model']} ({report['scorer']}), {report['requests']}, {report['max_tokens']} output tokens each, "
+             f"{report['environment']['engine'].get('mm_processor_kwargs', 'processor default size')}",
              "| keep | prompt tokens | requests/s | output tokens/s | vs keep 1.0 |", "|---|---|---|---|---|"]  # fmt: skip
     for r in report["results"]:
         lines.append(f"| {r['keep_ratio']} | {r['mean_prompt_tokens']:.0f} | {r['requests_per_s']:.3f} | "
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default="1.0,0.5,0.25", help="comma-separated keep ratios (default 1.0,0.5,0.25)")
     parser.add_argument("--requests", type=int, default=32, help="image questions per batch (default 32)")
     parser.add_argument("--size", type=int, default=448, help="scene side in pixels, 112..448 (default 448)")
+    parser.add_argument("--pixels", type=int, help="resize every image to about this many pixels (28*28 per visual "
+                        "token; 802816 gives 1024 tokens); default: the image processor's own bounds")
     parser.add_argument("--max-tokens", type=int, default=16, help="output tokens per request (default 16)")
     parser.add_argument("--max-num-seqs", type=int, default=32, help="concurrent sequences (default 32)")
     parser.add_argument("--max-model-len", type=int, default=2048)
