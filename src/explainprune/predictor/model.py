@@ -253,4 +253,5 @@ class Predictor(nn.Module):
             predictor.load_state_dict(state)
         except RuntimeError as error:
             raise ExplainPruneError(f"weights {weights_path} do not fit config {config_path}: {error}") from error
-        return predictor.eval()
+        # A float32 net whatever torch's default dtype is (serving engines set it to the LLM's).
+        return predictor.float().eval()
