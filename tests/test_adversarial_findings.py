@@ -76,7 +76,7 @@ def test_a_predictor_with_nan_weights_is_refused_at_load_and_at_use(tiny_dirs, t
         Compressor(model, processor, scorer="learned", predictor=predictor)
     scorer = LearnedScorer(small_predictor(model))
     with torch.no_grad():
-        scorer.predictor.head.bias.fill_(float("nan"))  # broken after the check: refused when used
+        scorer.predictors["image"].head.bias.fill_(float("nan"))  # broken after the check: refused when used
     inputs = processor(text=[prompt(processor)], images=[image(56, 56)], return_tensors="pt")
     with pytest.raises(ExplainPruneError, match="NaN scores"):
         Compressor(model, processor, scorer=scorer, keep_ratio=0.5).prepare(**inputs)
@@ -228,7 +228,7 @@ def test_collect_refuses_a_limit_below_one(limit):
     """Was: `--limit -1` silently dropped the last sample."""
     from explainprune.run_configs import CollectConfig
 
-    with pytest.raises(ExplainPruneError, match="CollectConfig.limit"):
+    with pytest.raises(ExplainPruneError, match="--limit must be an integer >= 1"):
         CollectConfig(model="embedded", data="synthetic:n=3", limit=limit)
 
 

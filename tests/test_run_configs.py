@@ -42,13 +42,13 @@ def test_options_fill_the_config_as_python_would():
 @pytest.mark.parametrize(
     "cls, values, message",
     [
-        (CollectConfig, {"batch_size": 0}, "CollectConfig.batch_size: expected an integer >= 1"),
-        (CollectConfig, {"max_new_tokens": 2.0}, "CollectConfig.max_new_tokens"),
-        (CollectConfig, {"model": None}, "CollectConfig.model must be a string"),
-        (CollectConfig, {"attn_implementation": "fast"}, "attn_implementation must be one of sdpa"),
-        (PredictorTrainingConfig, {"lr": float("inf")}, "PredictorTrainingConfig.lr: expected a finite number > 0"),
-        (PredictorTrainingConfig, {"val_fraction": 0.0}, "PredictorTrainingConfig.val_fraction: expected"),
-        (PredictorTrainingConfig, {"batch_size": "8"}, "batch_size must be an integer"),
+        (CollectConfig, {"batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
+        (CollectConfig, {"max_new_tokens": 2.0}, "--max-new-tokens must be an integer >= 1, got 2.0"),
+        (CollectConfig, {"model": None}, "--model must be a string, got None"),
+        (CollectConfig, {"attn_implementation": "fast"}, "--attn-implementation must be one of sdpa"),
+        (PredictorTrainingConfig, {"lr": float("inf")}, "--lr must be a finite number > 0, got inf"),
+        (PredictorTrainingConfig, {"val_fraction": 0.0}, "--val-fraction must be"),
+        (PredictorTrainingConfig, {"batch_size": "8"}, "--batch-size must be an integer >= 1, got '8'"),
     ],
 )
 def test_values_from_python_are_checked_as_the_options_are(cls, values, message):

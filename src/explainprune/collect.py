@@ -1,10 +1,12 @@
 """`explainprune collect`: training data for the relevance predictor.
 
 For each sample the full model answers greedily; with ground truth, wrongly answered samples are
-dropped (counted in the manifest). For each image of the kept samples one record is written: the
+dropped (counted in the manifest). For each image or clip of the kept samples one record is written: the
 layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
-preprocessed into a target, and the token grids. Rerun on the same directory, it resumes: shards
-are written atomically and samples already stored or dropped are skipped.
+preprocessed into a target, and the token grids ((t, h, w): a clip's grid has t > 1, the input of a video
+predictor). The data must be of one modality. Rerun on the same directory, it resumes: shards
+are written atomically and samples already stored or dropped are skipped. Samples are processed in
+order of image size, so a batch holds one size where it can (no padding to the largest image).
 
 With the `gae` explainer the GAE variant (explain/gae.py) is the `default` preset unless `variant`
 (a preset: default, paper) or the single options (quantity, gradient, heads, answer_tokens) say
@@ -37,9 +39,6 @@ from .predictor.shards import MANIFEST_NAME
 from .run_configs import CollectConfig
 from .scoring.learned import span_features
 
-MODALITY = "image"
-
-
 def collect(
     config: CollectConfig,
     out_dir: str | Path,
@@ -63,6 +62,9 @@ def collect(
     if model is None:
         model_directory(config.model)
     samples = load_samples(config.data)[: config.limit]
+    modalities = sorted({s.modality for s in samples})
+    if len(modalities) != 1:
+        raise ExplainPruneError(f"{config.data}: collect needs samples of one modality (a predictor is per modality), got {modalities}")
     if model is None:
         model, processor = load_model(config.model, config.device, config.dtype, config.attn_implementation)
     if processor is None:
@@ -72,12 +74,13 @@ def collect(
         **dataclasses.asdict(config),
         "fingerprint": adapter.fingerprint,
         "explainer_options": options,
-        "modality": MODALITY,
+        "modality": modalities[0],
     }
     only_correct = not config.keep_incorrect
     with ShardWriter(out_dir, manifest, config.shard_size) as writer:
         done = writer.done_ids()
         todo = [s for s in samples if s.id not in done and f"{s.id}#0" not in done]
+        todo.sort(key=lambda sample: (len(sample.video or ()), sample.frame_size))  # one size per batch: no padding (stable)
         with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
             for start in range(0, len(todo), config.batch_size):
                 batch = todo[start : start + config.batch_size]
@@ -158,8 +161,6 @@ def collect_batch(
     for row, index in enumerate(kept):
         for span_index, span in enumerate(encoded.spans[row]):
             record_id = f"{samples[index].id}#{span_index}"
-            if span.modality != MODALITY:
-                raise ValueError(f"{record_id}: collect stores {MODALITY} spans, got a {span.modality} span")
             values = relevance[row][span_index]
             if not values.max() > 0:
                 writer.drop(record_id, "zero_relevance")

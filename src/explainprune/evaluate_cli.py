@@ -24,8 +24,13 @@ def main(args: argparse.Namespace) -> int:
     options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
-    report |= evaluate(model, processor, samples, args.scorers, args.keep, options, batch_size=args.batch_size)
+    report |= evaluate(model, processor, samples, args.scorers, args.keep, options, args.batch_size, keep_answers=bool(args.answers))
+    answers = report.pop("answers", None)
     print(format_table(report))
+    if args.answers:
+        args.answers.parent.mkdir(parents=True, exist_ok=True)
+        args.answers.write_text("".join(json.dumps(record) + "\n" for record in answers))
+        print(f"wrote {args.answers}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -57,6 +57,7 @@ positive_int = _bounded(int, 1, "an integer >= 1")
 non_negative_int = _bounded(int, 0, "an integer >= 0")
 non_negative_float = _bounded(float, 0.0, "a finite number >= 0")
 positive_float = _bounded(float, math.ulp(0.0), "a finite number > 0")
+non_negative_float = _bounded(float, 0.0, "a finite number >= 0")
 
 
 def fraction(text: str) -> float:

@@ -56,6 +56,10 @@ class PredictorTrainingConfig:
 
     data: str = setting(help="data directory written by `explainprune collect`")
     arch: str = setting("paper", "paper: 1-D convs; grid: 2-D/3-D convs", choices=("paper", "grid"))
+    inputs: str | None = setting(
+        None, "mean: head-mean attention; heads: per head plus the mean (default: mean for paper, heads for grid)",
+        choices=("mean", "heads"),
+    )  # fmt: skip
     epochs: int = setting(20, "passes over the training records", type=positive_int)
     batch_size: int = setting(128, "records per step", type=positive_int)
     lr: float = setting(1e-3, "Adam learning rate", type=positive_float)

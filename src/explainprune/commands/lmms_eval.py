@@ -21,5 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_dir, required=True, help="folder for results.json and every run's lmms-eval output")
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--limit", type=positive_int, default=None, help="only the first N documents of each task")
+    parser.add_argument("--metric", help="per-document metric for retention (default: the task's first metric every document scores)")
     parser.add_argument("--force-simple", action="store_true", help="use the simple interface (needed for multiple-choice tasks)")
     add_device_options(parser)

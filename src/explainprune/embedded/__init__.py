@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "model"
 PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor"
-"""The predictor shipped for the embedded model: the `learned` scorer's default for it."""
+"""The image predictor shipped for the embedded model: the `learned` scorer's default for its images."""
+VIDEO_PREDICTOR_DIR = Path(__file__).resolve().parent / "predictor-video"
+"""The video predictor (3-D grid input) for the embedded model: the `learned` scorer's default for its clips."""
+PREDICTOR_DIRS = {"image": PREDICTOR_DIR, "video": VIDEO_PREDICTOR_DIR}
 
 
 def load_embedded(
-    dtype: str | torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "fp32",
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
 ):
@@ -27,4 +32,4 @@ def load_embedded(
     return load_pretrained(EMBEDDED_DIR, device, dtype, attn_implementation)
 
 
-__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "load_embedded"]
+__all__ = ["EMBEDDED_DIR", "PREDICTOR_DIR", "PREDICTOR_DIRS", "VIDEO_PREDICTOR_DIR", "load_embedded"]

@@ -22,7 +22,6 @@ from .metrics import METRIC_NAMES, mean_metrics, record_metrics, uniform_predict
 from .model import Predictor, pad_features
 from .shards import Record, load_records
 
-DEFAULT_EPOCHS = 20
 METRICS_NAME = "metrics.json"
 TRAINING_CONFIG_NAME = "training-config.json"
 
@@ -107,14 +106,13 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
     dtype = torch_dtype(config.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     torch.manual_seed(config.seed)
-    model = Predictor(
-        {
-            "arch": config.arch,
-            "n_heads": manifest["n_heads"],
-            "fingerprint": manifest["fingerprint"],
-            "modality": manifest["modality"],
-        }
-    ).to(device)
+    predictor_config = {
+        "arch": config.arch,
+        "n_heads": manifest["n_heads"],
+        "fingerprint": manifest["fingerprint"],
+        "modality": manifest["modality"],
+    }
+    model = Predictor(predictor_config | ({} if config.inputs is None else {"inputs": config.inputs})).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     shuffle = torch.Generator().manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +122,7 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
 
     result = {
         "arch": config.arch,
+        "inputs": model.config["inputs"],
         "data_dir": str(config.data),
         "train_records": len(train_records),
         "val_records": len(val_records),
