@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,13 @@ def files(tmp_path_factory) -> Path:
 
 
 REFUSALS = [
+    # the findings of issue 10, as typed
+    (["collect", "--model", "m", "--data", "synthetic:n=1", "--out", "o", "--limit", "-1"], "argument --limit: expected an integer >= 1"),
+    (["eval", "--batch-size", "-1"], "argument --batch-size: expected an integer >= 1"),
+    (["eval", "--keep", "1,0.5,0.5"], "argument --keep: keep ratios must be distinct"),
+    (["bench", "--visual-tokens", "-5"], "argument --visual-tokens: expected an integer >= 1"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected an integer >= 1"),
+    (["train", "--data", "d", "--out", "p", "--lr", "nan"], "argument --lr: expected a finite number > 0"),
     # data specs and files
     (["eval", "--data", "synthetic:n=-1"], "n must be at least 1"),
     (["eval", "--data", "imagenet:split=val"], "unknown source 'imagenet'"),
@@ -240,3 +248,10 @@ def test_a_jsonl_of_unusual_images_evaluates(tiny_dirs, tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     assert json.loads(report.read_text())["n"] == len(modes)
 
+
+
+def test_a_missing_optional_package_is_named_in_one_line(files, monkeypatch, capsys):
+    monkeypatch.chdir(files)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if the lmms extra were not installed
+    code = main(["export-task", "--data", "synthetic:n=1,size=112", "--out", "task"])
+    assert_one_line_refusal(code, capsys.readouterr().err, "export-task", "datasets is not installed: install the extra")

@@ -246,3 +246,21 @@ def test_a_diverging_predictor_training_is_stopped_not_saved(tmp_path):
     with pytest.raises(ExplainPruneError, match="training diverged in epoch .*: lower --lr"):
         train_predictor(config, tmp_path / "predictor")
     assert not (tmp_path / "predictor" / "model.safetensors").exists()
+
+
+def test_gae_explains_the_same_answers_for_a_right_padded_batch(tiny_dirs):
+    """A relative of the right-padding finding: the gae scorer (and collect) generated the answers it
+    explains on the right-padded prompts, so the shorter prompts of a right-padded batch explained
+    other answers."""
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    texts = [prompt(processor, "what colour is the circle?"), prompt(processor, "is there a red square?")]
+    images = [image(56, 56, seed=1), image(168, 168, seed=2)]  # the first prompt is the shorter
+    processor.tokenizer.padding_side = "right"
+    try:
+        right = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    finally:
+        processor.tokenizer.padding_side = "left"
+    alone = processor(text=texts[:1], images=images[:1], return_tensors="pt")
+    compressor = Compressor(model, processor, scorer="gae", keep_ratio=0.5, max_new_tokens=3)
+    in_batch = compressor.score(compressor.encode(**right))[0][0]
+    assert torch.allclose(in_batch, compressor.score(compressor.encode(**alone))[0][0], rtol=1e-3, atol=1e-6)

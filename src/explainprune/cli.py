@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error) or type(error).__name__
         print(f"{args.command_name}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:  # an optional dependency (e.g. the lmms extra's datasets), not ours
+        if os.environ.get("EXPLAINPRUNE_TRACEBACK") or (error.name or "").startswith("explainprune"):
+            raise
+        print(f"{args.command_name}: error: {error.name or error} is not installed: install the extra that needs it, "
+              "e.g. pip install 'explainprune[lmms]'", file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print(f"{args.command_name}: interrupted", file=sys.stderr)
         return 130
