@@ -91,14 +91,28 @@ def assert_budgets(compressor, batch):
         assert bool(torch.isin(text.nonzero().flatten(), kept).all())
 
 
+ANY_BATCH = {
+    "case": batches(),
+    "padding_side": st.sampled_from(["left", "right"]),
+    "scorer": st.sampled_from([*DETERMINISTIC, "random"]),
+    "keep_ratio": st.one_of(st.sampled_from([1.0, 0.5, 0.25, 1e-6]), st.floats(0.01, 1.0)),
+}
+
+
 @HYPOTHESIS
-@given(
-    case=batches(),
-    padding_side=st.sampled_from(["left", "right"]),
-    scorer=st.sampled_from([*DETERMINISTIC, "random"]),
-    keep_ratio=st.one_of(st.sampled_from([1.0, 0.5, 0.25, 1e-6]), st.floats(0.01, 1.0)),
-)
+@given(**ANY_BATCH)
 def test_any_batch_matches_each_sample_alone_and_the_unpruned_model(tiny_dirs, case, padding_side, scorer, keep_ratio):
+    check_any_batch(tiny_dirs, case, padding_side, scorer, keep_ratio)
+
+
+@pytest.mark.slow
+@settings(HYPOTHESIS, max_examples=300, derandomize=False)
+@given(**ANY_BATCH)
+def test_any_batch_matches_each_sample_alone_searched_longer(tiny_dirs, case, padding_side, scorer, keep_ratio):
+    check_any_batch(tiny_dirs, case, padding_side, scorer, keep_ratio)
+
+
+def check_any_batch(tiny_dirs, case, padding_side, scorer, keep_ratio):
     family, prompts, sizes, frames = case
     model, processor = load_tiny(tiny_dirs, family)
     batch = processed(processor, prompts, sizes, frames, padding_side)

@@ -165,17 +165,29 @@ CORRUPTIONS = {
 }
 
 
+BROKEN = {
+    "family": st.sampled_from(FAMILIES),
+    "corruption": st.sampled_from(sorted(CORRUPTIONS)),
+    "n_images": st.integers(1, 2),
+    "scorer": st.sampled_from(["layer0", "uniform", "fastv"]),
+    "keep_ratio": st.sampled_from([1.0, 0.5]),
+}
+
+
 @HYPOTHESIS
-@given(
-    family=st.sampled_from(FAMILIES),
-    corruption=st.sampled_from(sorted(CORRUPTIONS)),
-    n_images=st.integers(1, 2),
-    scorer=st.sampled_from(["layer0", "uniform", "fastv"]),
-    keep_ratio=st.sampled_from([1.0, 0.5]),
-)
-def test_a_processor_output_with_a_part_missing_or_wrong_is_refused_or_runs_as_the_model(
-    tiny_dirs, family, corruption, n_images, scorer, keep_ratio
-):
+@given(**BROKEN)
+def test_a_processor_output_with_a_part_missing_or_wrong_is_refused_or_runs_as_the_model(tiny_dirs, **case):
+    check_broken_inputs(tiny_dirs, **case)
+
+
+@pytest.mark.slow
+@settings(HYPOTHESIS, max_examples=300, derandomize=False)
+@given(**BROKEN)
+def test_broken_processor_outputs_searched_longer(tiny_dirs, **case):
+    check_broken_inputs(tiny_dirs, **case)
+
+
+def check_broken_inputs(tiny_dirs, family, corruption, n_images, scorer, keep_ratio):
     """Refused in one line of ours, or, when it runs, at keep 1.0 the unpruned model's own answer on
     the same inputs (or on the intact ones when the model itself cannot run these)."""
     model, processor = load_tiny(tiny_dirs, family)
