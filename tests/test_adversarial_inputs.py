@@ -320,3 +320,60 @@ def test_generate_options_work_as_model_generate_or_are_refused_in_one_line(tiny
             reference = model.generate(**inputs, **{k: v for k, v in options.items() if k != "token_type_ids"})
         reference = reference.sequences if options.get("return_dict_in_generate") else reference
         assert torch.equal(sequences, reference)
+
+
+# --- JSON-lines records ------------------------------------------------------------------------
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(), st.text(max_size=8),
+                        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))  # fmt: skip
+RECORDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "image": st.one_of(st.sampled_from(["a.png", "missing.png", "fake.png", "", "."]), JSON_VALUES),
+        "question": st.one_of(st.sampled_from(["what colour?", "  "]), JSON_VALUES),
+        "answer": st.one_of(st.sampled_from(["Red ", "3"]), JSON_VALUES),
+        "id": st.one_of(st.sampled_from(["x", "y"]), JSON_VALUES),
+        "qtype": JSON_VALUES,
+    },
+)
+
+
+@HYPOTHESIS
+@given(records=st.lists(st.one_of(RECORDS, JSON_VALUES), min_size=1, max_size=3))
+def test_a_jsonl_record_is_read_as_written_or_refused_with_its_line(tmp_path_factory, records):
+    import json
+
+    from explainprune.data import load_samples
+
+    directory = tmp_path_factory.mktemp("jsonl")
+    image(8, 8).save(directory / "a.png")
+    (directory / "fake.png").write_text("not an image")
+    path = directory / "q.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    try:
+        samples = load_samples(str(path))
+    except ExplainPruneError as error:
+        assert_ours(error)
+        assert str(error).startswith(f"{path}:") or "holds no samples" in str(error)
+        return
+    assert len(samples) == len(records)
+    for line, (record, sample) in enumerate(zip(records, samples), start=1):
+        assert record["image"] == "a.png" and sample.image.size == (8, 8)
+        assert isinstance(record["question"], str) and sample.question == record["question"]
+        assert isinstance(record["answer"], (str, int, float)) and not isinstance(record["answer"], bool)
+        assert not isinstance(record["answer"], float) or math.isfinite(record["answer"])
+        assert sample.answer == str(record["answer"]).strip().lower()
+        assert sample.id == str(record.get("id", f"q-{line}"))
+
+
+def test_a_jsonl_that_is_not_text_or_holds_a_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    from explainprune.data import load_samples
+
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(ExplainPruneError, match="is not a UTF-8 text file"):
+        load_samples(str(tmp_path / "binary.jsonl"))
+    image(64, 64).save(tmp_path / "big.png")
+    (tmp_path / "q.jsonl").write_text('{"image": "big.png", "question": "q", "answer": "a"}\n')
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 is then more than twice the limit
+    with pytest.raises(ExplainPruneError, match=r"q.jsonl:1: .*big.png: .*downscale the image"):
+        load_samples(str(tmp_path / "q.jsonl"))

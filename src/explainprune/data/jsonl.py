@@ -7,6 +7,7 @@ paths may be relative to the file's directory. Every mistake is refused with its
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from explainprune.data.images import read_image
@@ -55,7 +56,8 @@ def _sample(path: Path, where: str, line: str, default_id: str) -> Sample:
         raise ExplainPruneError(f"{where}: image must be a path (a non-empty string), got {image!r}")
     if not isinstance(question, str) or not question.strip():
         raise ExplainPruneError(f"{where}: question must be a non-empty string, got {question!r}")
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+    text_or_number = isinstance(answer, (str, int, float)) and not isinstance(answer, bool)
+    if not text_or_number or (isinstance(answer, float) and not math.isfinite(answer)):
         raise ExplainPruneError(
             f"{where}: answer must be a string or a number, got {json.dumps(answer)}; write the expected answer, "
             "e.g. \"answer\": \"red\""
