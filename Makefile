@@ -12,7 +12,8 @@ $(BIN)/python:
 
 $(INSTALLED): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt torch torchvision
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt --no-deps "$$(grep -o '^lmms-eval==[^ ]*' constraints.txt)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,lmms]"
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -1,6 +1,5 @@
 """`collect`: records, correctness filtering, and resuming after an interruption."""
 
-import argparse
 import json
 
 import pytest
@@ -8,10 +7,11 @@ import torch
 from conftest import image, load_tiny
 
 from explainprune.adapters import get_adapter
-from explainprune.collect import add_arguments, collect, main
+from explainprune.cli import build_parser
+from explainprune.collect import collect, main
 from explainprune.data import make_inputs
 from explainprune.data.specs import load_samples
-from explainprune.explain import generate_answers
+from explainprune.explain import gae, gae_variant, generate_answers, preprocess_target
 from explainprune.predictor import load_records
 
 N_SAMPLES = 7
@@ -99,11 +99,9 @@ def test_interrupted_collection_resumes_without_losing_or_repeating_samples(qwen
 
 
 def test_command_line_collects_from_a_model_directory(tiny_dirs, dataset, tmp_path):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = ["--model", str(tiny_dirs["llava"]), "--data", dataset, "--out", str(tmp_path / "out"), "--limit", "2",
+    args = ["collect", "--model", str(tiny_dirs["llava"]), "--data", dataset, "--out", str(tmp_path / "out"), "--limit", "2",
             "--explainer", "rollout", "--keep-incorrect", "--max-new-tokens", "2"]  # fmt: skip
-    main(parser.parse_args(args))
+    main(build_parser().parse_args(args))
     manifest, records = load_records(tmp_path / "out")
     assert [r.id for r in records] == ["s0#0", "s1#0"]
     assert manifest["explainer"] == "rollout" and manifest["fingerprint"].startswith("llava:")
@@ -113,3 +111,30 @@ def test_command_line_collects_from_a_model_directory(tiny_dirs, dataset, tmp_pa
 def test_unknown_explainer_is_refused(qwen, dataset, tmp_path):
     with pytest.raises(ValueError, match="unknown explainer 'lime'"):
         run(qwen, dataset, tmp_path, explainer="lime")
+
+
+def test_command_line_gae_options_reach_the_targets_and_the_manifest(qwen, dataset, tmp_path):
+    model, processor = qwen
+    args = build_parser().parse_args(["collect", "--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
+                              "--keep-incorrect", "--variant", "paper", "--heads", "max"])  # fmt: skip
+    options = {name: getattr(args, name) for name in ("variant", "quantity", "gradient", "heads", "answer_tokens")}
+    manifest = collect(model, processor, dataset, tmp_path, limit=2, only_correct=False, **options)
+    variant = gae_variant("paper", heads="max")
+    assert manifest["explainer_options"] == variant.as_dict()
+    samples = load_samples(dataset)[:2]
+    with torch.no_grad():
+        encoded = get_adapter(model).encode(dict(make_inputs(processor, samples)))
+    answers = generate_answers(model, encoded, 8, keep_stop=True)
+    expected = gae(get_adapter(model), encoded, answers, variant)
+    default = gae(get_adapter(model), encoded, answers)
+    _, records = load_records(tmp_path)
+    for record, values, other in zip(sorted(records, key=lambda r: r.id), expected, default):
+        torch.testing.assert_close(record.target, preprocess_target(values[0]), rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(record.target, preprocess_target(other[0]), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="explainer_options"):
+        run(qwen, dataset, tmp_path, variant="default")
+
+
+def test_gae_options_with_another_explainer_are_refused(qwen, dataset, tmp_path):
+    with pytest.raises(ValueError, match=r"GAE options \(quantity\) do not apply to the rollout explainer"):
+        run(qwen, dataset, tmp_path, explainer="rollout", quantity="margin")

@@ -20,7 +20,8 @@ def test_eval_writes_the_documented_json(tiny_dirs, tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"model", "data", "n", "baseline_accuracy", "rows"}
+    assert set(report) == {"model", "data", "device", "dtype", "n", "baseline_accuracy", "rows"}
+    assert (report["device"], report["dtype"]) == ("cpu", "fp32")
     assert report["n"] == 6 and len(report["rows"]) == 9
     for row in report["rows"]:
         assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens"}
@@ -45,7 +46,7 @@ def test_bootstrap_interval_contains_the_point_estimate():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "--keep", "0,0.5"], "--keep ratios must be in (0, 1]"),
+        (["eval", "--keep", "0,0.5"], "argument --keep: keep ratios must be in (0, 1]"),
         (["eval", "--scorers", "layer0,attn"], "unknown scorer 'attn'; known scorers:"),
         (["eval", "--model", "/nonexistent/model", "--scorers", "random"], "not 'embedded' and not a model directory"),
     ],

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import pytest
 import torch
 
+from explainprune.errors import ExplainPruneError
 from explainprune.predictor import (
     Predictor,
     PredictorMismatchError,
@@ -20,9 +20,15 @@ from explainprune.predictor import (
 from explainprune.predictor import shards as shards_module
 from explainprune.predictor.metrics import mean_metrics, record_metrics, top_count, uniform_prediction
 from explainprune.predictor.model import pad_features
-from explainprune.predictor.train import add_arguments, main, split_by_id
+from explainprune.cli import build_parser
+from explainprune.predictor.train import main, split_by_id
 
-IDENTITY = {"fingerprint": "qwen2-vl-test@abc", "explainer": "gae", "modality": "image"}
+IDENTITY = {
+    "fingerprint": "qwen2-vl-test@abc",
+    "explainer": "gae",
+    "explainer_options": {"quantity": "logprob"},
+    "modality": "image",
+}
 N_HEADS = 4
 
 
@@ -128,7 +134,7 @@ def test_reopening_removes_temp_files_of_a_killed_write(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["manifest.json"]
 
 
-@pytest.mark.parametrize("key", ["fingerprint", "explainer", "modality"])
+@pytest.mark.parametrize("key", ["fingerprint", "explainer", "explainer_options", "modality"])
 def test_reopening_with_different_identity_raises(tmp_path, key):
     with ShardWriter(tmp_path, IDENTITY) as writer:
         writer.add(make_records(1)[0])
@@ -228,6 +234,22 @@ def test_grid_arch_uses_the_2d_layout_and_paper_arch_does_not():
         as_grid = predictor.predict(record.features, ((1, 6, 7),))
         as_transposed_grid = predictor.predict(record.features, ((1, 7, 6),))
         assert torch.allclose(as_grid, as_transposed_grid) != layout_matters
+
+
+@pytest.mark.parametrize("arch, inputs", [("paper", "mean"), ("paper", "heads"), ("grid", "mean"), ("grid", "heads")])
+def test_head_mean_inputs_see_only_the_mean_and_per_head_inputs_each_head(arch, inputs):
+    predictor = make_predictor(arch, inputs=inputs)
+    assert predictor.blocks[0].depthwise.in_channels == (1 if inputs == "mean" else N_HEADS + 1)
+    record = make_record("r", [(1, 8, 8)], torch.Generator().manual_seed(6))
+    reference = predictor.predict(record.features, record.grids)
+    mixed = record.features[:, torch.tensor([1, 0, 3, 2])]  # the same head mean, heads swapped
+    assert torch.allclose(reference, predictor.predict(mixed, record.grids), atol=1e-6) == (inputs == "mean")
+
+
+def test_inputs_default_to_the_arch_and_bad_inputs_are_named():
+    assert make_predictor("paper").config["inputs"] == "mean" and make_predictor("grid").config["inputs"] == "heads"
+    with pytest.raises(ExplainPruneError, match="unknown predictor inputs 'all'"):
+        make_predictor("grid", inputs="all")
 
 
 @pytest.mark.parametrize("arch", ["paper", "grid"])
@@ -351,9 +373,9 @@ def test_training_beats_uniform_and_generalises_to_more_tokens(synthetic_data_di
 def test_cli_arguments_reach_train_predictor(monkeypatch):
     calls = []
     monkeypatch.setattr("explainprune.predictor.train.train_predictor", lambda *a, **k: calls.append((a, k)))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert main(parser.parse_args(["--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
+    assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
+    assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--inputs", "heads"])) == 0
     (data, out), options = calls[0]
     assert (str(data), str(out)) == ("d", "o")
-    assert (options["arch"], options["epochs"], options["batch_size"]) == ("grid", 2, 128)
+    assert (options["arch"], options["epochs"], options["batch_size"], options["inputs"]) == ("grid", 2, 128, None)
+    assert (calls[1][1]["arch"], calls[1][1]["inputs"]) == ("paper", "heads")

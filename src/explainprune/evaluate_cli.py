@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from .arguments import keep_ratio_list, scorer_list
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
-    parser.add_argument("--data", default="synthetic:split=test,seed=0,n=500,size=224", help="data spec")
-    parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
-    parser.add_argument("--scorers", default="learned,layer0,uniform,random", help="comma-separated scorer names")
-    parser.add_argument("--predictor", help="predictor directory for the learned scorer (default: the model's shipped one)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
-    parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--plot", type=Path, help="write a retention-vs-keep plot (PNG) here")
+from .arguments import check_scorers
+from .bench.quality import evaluate, format_table, plot_retention
+from .data import load_samples
+from .loading import load_model
 
 
 def main(args: argparse.Namespace) -> int:
-    from .bench.quality import evaluate, format_table, plot_retention
-    from .data import load_samples
-    from .loading import load_model, parse_dtype
-
-    keep_ratios = keep_ratio_list(args.keep)
-    scorers = scorer_list(args.scorers)  # fails fast on a misspelt name, before loading anything
-    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
-    model, processor = load_model(args.model, parse_dtype(args.dtype))
+    check_scorers(args.scorers)  # fails fast on a misspelt name, before loading anything
     samples = load_samples(args.data)
-    report = {"model": args.model, "data": args.data}
-    report |= evaluate(model, processor, samples, scorers, keep_ratios, options, batch_size=args.batch_size)
+    options = {"learned": {"predictor": args.predictor.split(",")}} if args.predictor else {}
+    model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
+    report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
+    report |= evaluate(model, processor, samples, args.scorers, args.keep, options, args.batch_size, keep_answers=bool(args.answers))
+    answers = report.pop("answers", None)
     print(format_table(report))
+    if args.answers:
+        args.answers.parent.mkdir(parents=True, exist_ok=True)
+        args.answers.write_text("".join(json.dumps(record) + "\n" for record in answers))
+        print(f"wrote {args.answers}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -55,8 +55,10 @@ def evaluate(
     scorer_options: dict[str, dict] | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    keep_answers: bool = False,
 ) -> dict:
-    """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep."""
+    """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
+    with `keep_answers`, also every answer ("answers": one record per question, scorer and keep)."""
     scorer_options = scorer_options or {}
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {
@@ -65,12 +67,12 @@ def evaluate(
         for keep in pruned_keeps
     }
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
-    correct: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
-    tokens: dict = {key: [] for key in correct}
+    predictions: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
+    tokens: dict = {key: [] for key in predictions}
     bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        inputs = make_inputs(processor, batch)
+        inputs = make_inputs(processor, batch, device=model.device)
         encoded = baseline_compressor.encode(**inputs)
         runs = [(("baseline", 1.0), baseline_compressor, None)]
         for name in scorers:
@@ -80,10 +82,25 @@ def evaluate(
             runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
         for key, compressor, scores in runs:
             answers, kept = _answers(compressor, inputs, encoded, scores)
-            correct[key] += [is_correct(a, s.answer) for a, s in zip(answers, batch)]
+            predictions[key] += answers
             tokens[key] += kept
         bar.update(len(batch))
     bar.close()
+    correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
+    report = retention_report(correct, scorers, keep_ratios, tokens)
+    if keep_answers:
+        report["answers"] = [
+            {"id": sample.id, "scorer": name, "keep_ratio": keep, "prediction": answer, "correct": hit}
+            for (name, keep), answers in predictions.items()
+            for sample, answer, hit in zip(samples, answers, correct[(name, keep)])
+        ]
+    return report
+
+
+def retention_report(correct: dict, scorers: list[str], keep_ratios: list[float], tokens: dict | None = None) -> dict:
+    """Rows of accuracy, retention and its bootstrap interval per scorer and keep ratio, from per-question
+    scores: `correct` maps ("baseline", 1.0) and each (scorer, keep < 1) to one score in [0, 1] per
+    question (the same questions in the same order); `tokens` likewise to visual tokens kept."""
     baseline = np.array(correct[("baseline", 1.0)], dtype=float)
     baseline_accuracy = float(baseline.mean())
     rows = []
@@ -92,24 +109,25 @@ def evaluate(
             key = ("baseline", 1.0) if keep >= 1.0 else (name, keep)
             hits = np.array(correct[key], dtype=float)
             accuracy = float(hits.mean())
-            rows.append(
-                {
-                    "scorer": name,
-                    "keep_ratio": keep,
-                    "accuracy": round(accuracy, 4),
-                    "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
-                    "retention_ci": bootstrap_retention(hits, baseline),
-                    "visual_tokens": round(float(np.mean(tokens[key])), 1),
-                }
-            )
-    return {"n": len(samples), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+            row = {
+                "scorer": name,
+                "keep_ratio": keep,
+                "accuracy": round(accuracy, 4),
+                "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
+                "retention_ci": bootstrap_retention(hits, baseline),
+            }
+            if tokens is not None:
+                row["visual_tokens"] = round(float(np.mean(tokens[key])), 1)
+            rows.append(row)
+    return {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
 
 
 def format_table(report: dict) -> str:
     """A fixed-width table of an evaluate() report."""
     lines = [
         f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}",
-        f"{'scorer':<10} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16} {'tokens':>7}",
+        f"{'scorer':<10} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16}"
+        + (f" {'tokens':>7}" if all("visual_tokens" in row for row in report["rows"]) else ""),
     ]
     for row in report["rows"]:
         low, high = row["retention_ci"]
@@ -117,7 +135,7 @@ def format_table(report: dict) -> str:
         interval = f"[{low:.1f}, {high:.1f}]" if low is not None else "n/a"
         lines.append(
             f"{row['scorer']:<10} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
-            f"{interval:>16} {row['visual_tokens']:>7.1f}"
+            f"{interval:>16}" + (f" {row['visual_tokens']:>7.1f}" if "visual_tokens" in row else "")
         )
     return "\n".join(lines)
 

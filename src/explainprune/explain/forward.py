@@ -1,6 +1,13 @@
 """The teacher-forced forward every explainer runs: prompt + answer in one pass, with the
 attention maps (and their gradients) of the language model.
 
+The explained quantity S_t of answer token y_t, from the logits z of the row predicting it:
+  logit    S_t = z[y_t]
+  logprob  S_t = log softmax(z)[y_t] = z[y_t] - logsumexp(z)
+  margin   S_t = z[y_t] - max_{k != y_t} z[k]   (to the best other token)
+The logit also moves with anything that raises every token's logit alike; the log-probability and
+the margin only with what favours y_t over the alternatives.
+
 Eager attention is switched on for the language model only while explaining and restored
 afterwards; parameters are frozen meanwhile so no parameter gradient is ever built.
 """
@@ -15,6 +22,9 @@ import torch
 
 from ..adapters import Adapter, EncodedBatch
 from ..errors import ExplainPruneError
+from .answers import select_answer_tokens, stop_token_ids
+
+QUANTITIES = ("logit", "logprob", "margin")
 
 
 @dataclass
@@ -39,16 +49,38 @@ class TeacherForcedBatch:
 
 @dataclass
 class ExplainedForward:
-    """One teacher-forced forward: its input leaf, attention maps and the answer-token logits."""
+    """One teacher-forced forward: its input leaf, attention maps and the explained quantities."""
 
     inputs_embeds: torch.Tensor  # leaf requiring grad when gradients are wanted
     attentions: tuple[torch.Tensor, ...] | None  # per layer (B, heads, N, N)
-    answer_logits: torch.Tensor  # (B, T): logit of each answer token at its query row
+    query_logits: torch.Tensor  # (B, T, V): logits of the row predicting each answer token
+    answer_scores: torch.Tensor  # (B, T): the explained quantity S_t of each answer token
     batch: TeacherForcedBatch
 
+    @property
+    def answer_logits(self) -> torch.Tensor:
+        """(B, T): the logit of each answer token at its query row."""
+        return self.query_logits.gather(-1, self.batch.answers[..., None])[..., 0]
 
-def teacher_forced_batch(adapter: Adapter, encoded: EncodedBatch, answers: list[torch.Tensor]) -> TeacherForcedBatch:
-    """Append each sample's answer token ids to its prompt.
+
+def explained_quantity(logits: torch.Tensor, answers: torch.Tensor, quantity: str) -> torch.Tensor:
+    """S_t (see the module docstring) from (B, T, V) query-row logits and (B, T) answer ids: (B, T)."""
+    chosen = logits.gather(-1, answers[..., None])[..., 0]
+    if quantity == "logit":
+        return chosen
+    if quantity == "logprob":
+        return chosen - torch.logsumexp(logits, dim=-1)
+    if quantity == "margin":
+        others = logits.scatter(-1, answers[..., None], float("-inf"))
+        return chosen - others.max(dim=-1).values
+    raise ExplainPruneError(f"unknown explained quantity {quantity!r}; expected one of {', '.join(QUANTITIES)}")
+
+
+def teacher_forced_batch(
+    adapter: Adapter, encoded: EncodedBatch, answers: list[torch.Tensor], answer_tokens: str = "no-eos"
+) -> TeacherForcedBatch:
+    """Append each sample's answer token ids to its prompt: the tokens `answer_tokens` picks
+    (`select_answer_tokens`: all, no-eos or first) of each answer.
 
     Answer positions continue after the prompt's largest position: at max + 1 on all three
     M-RoPE axes for Qwen, at last + 1 for 1-D positions.
@@ -56,9 +88,10 @@ def teacher_forced_batch(adapter: Adapter, encoded: EncodedBatch, answers: list[
     batch, prompt_length = encoded.attention_mask.shape
     if len(answers) != batch:
         raise ExplainPruneError(f"got {len(answers)} answers for a batch of {batch} prompts")
-    lengths = [int(a.numel()) for a in answers]
-    if min(lengths) == 0:
+    if any(a.numel() == 0 for a in answers):
         raise ExplainPruneError("every answer needs at least one token to be explained")
+    answers = select_answer_tokens(answers, answer_tokens, stop_token_ids(adapter.model))
+    lengths = [int(a.numel()) for a in answers]
     device = encoded.inputs_embeds.device
     width = max(lengths)
     answer_ids = torch.zeros(batch, width, dtype=torch.long, device=device)
@@ -117,7 +150,9 @@ def explaining(model, eager: bool) -> Iterator[None]:
             parameter.requires_grad_(True)
 
 
-def explained_forward(model, batch: TeacherForcedBatch, attentions: bool, gradients: bool) -> ExplainedForward:
+def explained_forward(
+    model, batch: TeacherForcedBatch, attentions: bool, gradients: bool, quantity: str = "logit"
+) -> ExplainedForward:
     """Run the model on the teacher-forced batch; call inside `explaining(model, eager=attentions)`.
 
     Only the logits of the query rows are computed (`logits_to_keep`).
@@ -136,19 +171,20 @@ def explained_forward(model, batch: TeacherForcedBatch, attentions: bool, gradie
     if attentions and not output.attentions:
         raise ExplainPruneError(f"{type(model).__name__} returned no attention maps with output_attentions=True")
     samples = torch.arange(batch.answers.shape[0], device=row_index.device)[:, None]
-    answer_logits = output.logits[samples, row_index, batch.answers].float()
-    return ExplainedForward(embeds, output.attentions if attentions else None, answer_logits, batch)
+    query_logits = output.logits[samples, row_index].float()
+    scores = explained_quantity(query_logits, batch.answers, quantity)
+    return ExplainedForward(embeds, output.attentions if attentions else None, query_logits, scores, batch)
 
 
 def answer_token_gradients(forward: ExplainedForward, wrt: tuple[torch.Tensor, ...]) -> Iterator[tuple[int, tuple]]:
-    """For each answer index t: (t, gradients of the answer-token logit S_t w.r.t. `wrt`).
+    """For each answer index t: (t, gradients of the explained quantity S_t w.r.t. `wrt`).
 
     Samples are independent, so the gradient of the batch sum of S_t gives each sample its own.
     """
     batch = forward.batch
     width = batch.answers.shape[1]
     for t in range(width):
-        score = forward.answer_logits[:, t][batch.answer_mask[:, t]].sum()
+        score = forward.answer_scores[:, t][batch.answer_mask[:, t]].sum()
         yield t, torch.autograd.grad(score, wrt, retain_graph=t < width - 1)
 
 

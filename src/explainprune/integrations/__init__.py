@@ -1,1 +1,1 @@
-"""Integrations with serving runtimes; each subpackage imports its runtime only when that runtime loads it."""
+"""Integrations with evaluation and serving frameworks (lmms_eval/, vllm/); each is imported only by the framework that loads it."""

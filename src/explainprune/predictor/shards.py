@@ -1,8 +1,8 @@
 """Training-data store for the relevance predictor: resumable safetensors shards plus a manifest.
 
 Layout of a data directory:
-  manifest.json            the collect run's description (model fingerprint, explainer, modality,
-                           data spec, ...) plus counts this module maintains
+  manifest.json            the collect run's description (model fingerprint, explainer and its
+                           options, modality, data spec, ...) plus counts this module maintains
   shard-00000.safetensors  concatenated features/targets of up to `shard_size` records
 
 The shards are the source of truth: the manifest is rewritten from them after every shard, and a
@@ -26,7 +26,7 @@ from .atomic import atomic_write, atomic_write_json, remove_stale_temp_files
 Grid = tuple[int, int, int]
 
 MANIFEST_NAME = "manifest.json"
-IDENTITY_KEYS = ("fingerprint", "explainer", "modality")
+IDENTITY_KEYS = ("fingerprint", "explainer", "explainer_options", "modality")
 COUNT_KEYS = ("n_heads", "records", "shards", "shard_files", "dropped")
 SHARD_PATTERN = re.compile(r"shard-(\d{5,})\.safetensors")
 TARGET_SUM_TOLERANCE = 1e-3
