@@ -86,7 +86,7 @@ def generate(llm, processor, samples):
     from vllm import SamplingParams
 
     requests = [{"prompt": text, "multi_modal_data": {"image": s.image}} for text, s in zip(prompt_texts(processor, samples), samples)]
-    return llm.generate(requests, SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0), use_tqdm=False)
+    return llm.generate(requests, SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, logprobs=0), use_tqdm=False)
 
 
 def selections(llm) -> dict:
@@ -111,6 +111,7 @@ class Reference:
     tokens: list[int]
     kept: list[int]
     prompt_length: int
+    logprobs: list[float]  # of each generated token: sensitive to any position or embedding error
 
 
 def compressor_reference(reference, scorer: str, keep_ratio: float, sample, question: str | None = None) -> Reference:
@@ -121,9 +122,17 @@ def compressor_reference(reference, scorer: str, keep_ratio: float, sample, ques
     encoded = compressor.encode(**make_inputs(processor, [sample]))
     prepared = compressor.prepare_encoded(encoded)
     with torch.no_grad():
-        new = model.generate(**prepared, max_new_tokens=MAX_TOKENS, do_sample=False)[0].tolist()
+        generated = model.generate(**prepared, max_new_tokens=MAX_TOKENS, do_sample=False, output_logits=True,
+                                   return_dict_in_generate=True)  # fmt: skip
+    tokens = until_end(model, generated.sequences[0].tolist())
+    logprobs = [float(torch.log_softmax(step[0].float(), -1)[t]) for step, t in zip(generated.logits, tokens)]
     kept = torch.isin(encoded.spans[0][0].positions, prepared.kept[0]).nonzero().flatten().tolist()
-    return Reference(until_end(model, new), kept, int(prepared.attention_mask.sum()))
+    return Reference(tokens, kept, int(prepared.attention_mask.sum()), logprobs)
+
+
+def sampled_logprobs(completion) -> list[float]:
+    """vLLM's log-probability of each token it generated (requested with `logprobs=0`)."""
+    return [step[token].logprob for step, token in zip(completion.logprobs, completion.token_ids)]
 
 
 def until_end(model, tokens: list[int]) -> list[int]:

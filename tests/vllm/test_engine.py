@@ -5,9 +5,11 @@ chunks that split images; prefix caching on)."""
 from __future__ import annotations
 
 import pytest
-from conftest import BLOCK_SIZE, CHUNK, compressor_reference, engine, generate, selection_key, selections, until_end
+from conftest import BLOCK_SIZE, CHUNK, compressor_reference, engine, generate, sampled_logprobs, selection_key, selections, until_end
 
 SCORERS = ("uniform", "layer0", "learned")
+# float32 on both sides; vLLM's kernels differ from transformers' in the last bits only.
+LOGPROB_TOLERANCE = 1e-3
 
 
 def check_against_compressor(llm, reference, scenes, scorer, keep_ratio):
@@ -21,6 +23,7 @@ def check_against_compressor(llm, reference, scenes, scorer, keep_ratio):
         key = selection_key(output.prompt_token_ids, image_token)
         assert recorded.get(key) == expected.kept, f"{sample.id}: kept tokens differ from Compressor's"
         assert list(output.outputs[0].token_ids) == expected.tokens, f"{sample.id}: answer differs from Compressor's"
+        assert sampled_logprobs(output.outputs[0]) == pytest.approx(expected.logprobs, abs=LOGPROB_TOLERANCE)
         assert len(output.prompt_token_ids) == expected.prompt_length
         placeholders = [i for i, t in enumerate(output.prompt_token_ids) if t == image_token]
         split += placeholders[0] // CHUNK != placeholders[-1] // CHUNK
@@ -79,6 +82,7 @@ def check_prefix_cache_with_two_questions(llm, reference, scenes):
     for question, output in runs:
         assert recorded.get(selection_key(output.prompt_token_ids, image_token)) == expected[question].kept
         assert list(output.outputs[0].token_ids) == expected[question].tokens
+        assert sampled_logprobs(output.outputs[0]) == pytest.approx(expected[question].logprobs, abs=LOGPROB_TOLERANCE)
     assert runs[2][1].num_cached_tokens >= BLOCK_SIZE, "the repeated request should reuse the cached image blocks"
     first_image_block = runs[1][1].prompt_token_ids.index(image_token) // BLOCK_SIZE * BLOCK_SIZE
     assert runs[1][1].num_cached_tokens <= first_image_block, "the second question reused the first one's image blocks"

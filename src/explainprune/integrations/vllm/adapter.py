@@ -44,7 +44,7 @@ class VllmAdapter(Adapter):
         query, key, _ = qkv.split([attention.q_size, attention.kv_size, attention.kv_size], dim=-1)
         query, key = attention.rotary_emb(positions, query, key)
         head_dim = attention.head_dim
-        query = gather_heads(query.view(len(hidden), -1, head_dim), config.num_attention_heads)
+        query = gather_heads(query.reshape(len(hidden), -1, head_dim), config.num_attention_heads)
         key = gather_heads(key.reshape(len(hidden), -1, head_dim), config.num_key_value_heads)
         key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
         return query[rows].transpose(0, 1)[None], key.transpose(0, 1)[None], attention.scaling

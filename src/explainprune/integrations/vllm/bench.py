@@ -24,11 +24,11 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from ...arguments import keep_ratio_list
 from ...data.prompting import prompt_texts
 from ...data.specs import load_samples
 from ...embedded import EMBEDDED_DIR
 from ...errors import ExplainPruneError
+from ...options import add_keep_option
 from .settings import hf_overrides
 
 TELEMETRY_OFF = {"VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
@@ -91,7 +91,7 @@ def _installed(name: str) -> bool:
 def run(args, scratch: Path) -> dict:
     from vllm import LLM, SamplingParams
 
-    keeps = keep_ratio_list(args.keep)
+    keeps = args.keep
     if args.model == "embedded":
         model_dir, model_type, extra = EMBEDDED_DIR, "qwen2_vl", {}
         scorer = args.scorer or "learned"
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="embedded", help=f"embedded or one of {', '.join(RANDOM_MODELS)} (random weights)")
     parser.add_argument("--layers", type=int, default=4, help="LLM depth of the random-weight models (default 4)")
     parser.add_argument("--scorer", help="uniform, layer0 or learned (default: learned on embedded, layer0 otherwise)")
-    parser.add_argument("--keep", default="1.0,0.5,0.25", help="comma-separated keep ratios (default 1.0,0.5,0.25)")
+    add_keep_option(parser, "1.0,0.5,0.25")
     parser.add_argument("--requests", type=int, default=32, help="image questions per batch (default 32)")
     parser.add_argument("--size", type=int, default=448, help="scene side in pixels, 112..448 (default 448)")
     parser.add_argument("--pixels", type=int, help="resize every image to about this many pixels (28*28 per visual "

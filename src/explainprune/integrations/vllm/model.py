@@ -154,10 +154,16 @@ class PruningModel:
         self.name_or_path = vllm_config.model_config.model
         self.scorer = make_scorer(self.prune_settings.scorer, **self.prune_settings.scorer_options())
         if isinstance(self.scorer, LearnedScorer):
-            self.scorer.predictor_for(self)  # no predictor for this model: refuse at start, not at the first image
+            for modality in self.prune_settings.modalities():  # a missing predictor: refuse at start, not at the first image
+                self.scorer.predictor_for(self, modality)
         self.scoring_adapter = VllmAdapter(self, self.adapter_family)
         self.pending_positions: tuple[torch.Tensor, torch.Tensor] | None = None
         self.recent_selections: deque = deque(maxlen=RECENT_SELECTIONS)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are, as on HF models (the learned scorer moves its predictors there)."""
+        return next(self.parameters()).device
 
     # -- encoder: choose -------------------------------------------------------------------------
     def embed_multimodal(self, **kwargs):

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...embedded import PREDICTOR_DIR
+from ...embedded import PREDICTOR_DIRS
 from ...errors import ExplainPruneError
 from ...prune import check_keep_ratio
 
@@ -27,11 +27,12 @@ KEYS = ("explainprune_scorer", "explainprune_keep_ratio", "explainprune_predicto
 
 @dataclass(frozen=True)
 class PruneSettings:
-    """One deployment's pruning: a registered scorer, its keep ratio and (learned) its predictor directory."""
+    """One deployment's pruning: a registered scorer, its keep ratio and (learned) its predictor
+    directories, at most one per modality (default: the embedded model's shipped ones)."""
 
     scorer: str = "learned"
     keep_ratio: float = 0.5
-    predictor: str | None = None
+    predictor: str | tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.scorer not in SUPPORTED_SCORERS:
@@ -40,12 +41,15 @@ class PruneSettings:
             )
         object.__setattr__(self, "keep_ratio", check_keep_ratio(self.keep_ratio))
         if self.predictor is not None:
+            directories = (self.predictor,) if isinstance(self.predictor, (str, Path)) else tuple(self.predictor)
+            object.__setattr__(self, "predictor", tuple(str(d) for d in directories))
             if self.scorer != "learned":
                 raise ExplainPruneError(f"explainprune_predictor is given but scorer {self.scorer!r} takes no predictor")
-            if not (Path(self.predictor) / "config.json").is_file():
-                raise ExplainPruneError(
-                    f"explainprune_predictor {self.predictor!r} is not a predictor directory (no config.json there)"
-                )
+            for directory in self.predictor:
+                if not (Path(directory) / "config.json").is_file():
+                    raise ExplainPruneError(
+                        f"explainprune_predictor {directory!r} is not a predictor directory (no config.json there)"
+                    )
 
     @classmethod
     def from_config(cls, config) -> PruneSettings:
@@ -54,31 +58,32 @@ class PruneSettings:
         return cls(**values)
 
     def modalities(self) -> tuple[str, ...]:
-        """What the scorer can prune: a learned predictor serves the one modality it was trained on."""
+        """What the scorer can prune: `learned` the modalities of its predictors (each is trained on one)."""
         if self.scorer != "learned":
             return ("image", "video")
-        directory = Path(self.predictor) if self.predictor is not None else PREDICTOR_DIR
-        return (json.loads((directory / "config.json").read_text())["modality"],)
+        directories = self.predictor or [d for d in PREDICTOR_DIRS.values() if (d / "config.json").is_file()]
+        return tuple(json.loads((Path(d) / "config.json").read_text())["modality"] for d in directories)
 
     def scorer_options(self) -> dict:
         """Keyword options for `make_scorer`."""
-        return {"predictor": self.predictor} if self.predictor is not None else {}
+        return {"predictor": list(self.predictor)} if self.predictor is not None else {}
 
     def describe(self) -> str:
         """A stable text of the settings: it enters every multimodal hash of the deployment."""
-        return f"{self.scorer}:{self.keep_ratio!r}:{self.predictor or ''}"
+        return f"{self.scorer}:{self.keep_ratio!r}:{','.join(self.predictor or ())}"
 
 
-def hf_overrides(model_type: str, scorer: str = "learned", keep_ratio: float = 0.5, predictor: str | None = None) -> dict:
-    """The `hf_overrides` that serve a `model_type` ('qwen2_vl', 'qwen2_5_vl') model with pruning.
+def hf_overrides(model_type: str, scorer: str = "learned", keep_ratio: float = 0.5, predictor=None) -> dict:
+    """The `hf_overrides` that serve a `model_type` ('qwen2_vl', 'qwen2_5_vl') model with pruning;
+    `predictor`: a directory or a list of them (one per modality), for `learned`.
 
     >>> LLM(model=DIR, hf_overrides=hf_overrides("qwen2_vl", "layer0", 0.25))
     """
     if model_type not in ARCHITECTURES:
         raise ExplainPruneError(f"model type {model_type!r} cannot be pruned in vLLM; supported: {', '.join(ARCHITECTURES)}")
-    settings = PruneSettings(scorer, keep_ratio, None if predictor is None else str(predictor))
+    settings = PruneSettings(scorer, keep_ratio, predictor)
     overrides = {"architectures": [ARCHITECTURES[model_type]], "explainprune_scorer": settings.scorer,
                  "explainprune_keep_ratio": settings.keep_ratio}  # fmt: skip
     if settings.predictor is not None:
-        overrides["explainprune_predictor"] = settings.predictor
+        overrides["explainprune_predictor"] = list(settings.predictor)
     return overrides
