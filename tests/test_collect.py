@@ -13,6 +13,7 @@ from explainprune.data import make_inputs
 from explainprune.data.specs import load_samples
 from explainprune.explain import gae, gae_variant, generate_answers, preprocess_target
 from explainprune.predictor import load_records
+from explainprune.run_configs import CollectConfig
 
 N_SAMPLES = 7
 WRONG = {2, 5}
@@ -48,9 +49,10 @@ def dataset(qwen, tmp_path_factory):
     return str(path)
 
 
-def run(qwen, dataset, out_dir, **options):
+def run(qwen, dataset, out_dir, on_batch=None, **options):
     model, processor = qwen
-    return collect(model, processor, dataset, out_dir, batch_size=2, max_new_tokens=3, shard_size=2, **options)
+    config = CollectConfig(model="tiny-qwen2-vl", data=dataset, **{"batch_size": 2, "max_new_tokens": 3, "shard_size": 2, **options})
+    return collect(config, out_dir, model, processor, on_batch)
 
 
 def test_records_hold_features_targets_and_grids_of_correct_answers(qwen, dataset, tmp_path):
@@ -118,7 +120,7 @@ def test_command_line_gae_options_reach_the_targets_and_the_manifest(qwen, datas
     args = build_parser().parse_args(["collect", "--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
                               "--keep-incorrect", "--variant", "paper", "--heads", "max"])  # fmt: skip
     options = {name: getattr(args, name) for name in ("variant", "quantity", "gradient", "heads", "answer_tokens")}
-    manifest = collect(model, processor, dataset, tmp_path, limit=2, only_correct=False, **options)
+    manifest = collect(CollectConfig(model="tiny-qwen2-vl", data=dataset, limit=2, keep_incorrect=True, **options), tmp_path, model, processor)
     variant = gae_variant("paper", heads="max")
     assert manifest["explainer_options"] == variant.as_dict()
     samples = load_samples(dataset)[:2]
@@ -131,8 +133,8 @@ def test_command_line_gae_options_reach_the_targets_and_the_manifest(qwen, datas
     for record, values, other in zip(sorted(records, key=lambda r: r.id), expected, default):
         torch.testing.assert_close(record.target, preprocess_target(values[0]), rtol=1e-4, atol=1e-6)
         assert not torch.allclose(record.target, preprocess_target(other[0]), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="explainer_options"):
-        run(qwen, dataset, tmp_path, variant="default")
+    with pytest.raises(ValueError, match="variant='paper', heads='max', not variant='default', heads=None"):
+        run(qwen, dataset, tmp_path, variant="default", limit=2, keep_incorrect=True, max_new_tokens=8)
 
 
 def test_gae_options_with_another_explainer_are_refused(qwen, dataset, tmp_path):

@@ -16,6 +16,7 @@ from explainprune.collect import collect
 from explainprune.data import load_samples, make_inputs
 from explainprune.embedded.evaluate import predict_answers
 from explainprune.predictor import load_records
+from explainprune.run_configs import CollectConfig
 
 DATA = "synthetic:split=test,seed=2,n=3,size=112"
 
@@ -60,7 +61,8 @@ def test_accuracy_harness_runs_on_the_placed_model(placed):
 
 def test_collect_uses_the_model_object(placed, tmp_path):
     model, processor = placed
-    manifest = collect(model, processor, DATA, tmp_path / "pairs", explainer="rollout", only_correct=False, max_new_tokens=2)
+    config = CollectConfig(model="placed", data=DATA, explainer="rollout", keep_incorrect=True, max_new_tokens=2)
+    manifest = collect(config, tmp_path / "pairs", model, processor)
     _, records = load_records(tmp_path / "pairs")
     assert manifest["records"] == len(records) == 3
     assert all(r.features.dtype == torch.float32 and r.features.device.type == "cpu" for r in records)

@@ -12,6 +12,7 @@ from explainprune.data import load_samples
 from explainprune.embedded import EMBEDDED_DIR
 from explainprune.predictor import Predictor, PredictorMismatchError, load_records, train_predictor
 from explainprune.prune import token_budget
+from explainprune.run_configs import CollectConfig, PredictorTrainingConfig
 
 
 def predictor_for(model, processor, modality: str, seed: int) -> Predictor:
@@ -76,11 +77,12 @@ def test_a_video_predictor_from_collect_and_train_scores_clips(tiny_dirs, tmp_pa
     the learned scorer uses it for clips, next to an image predictor."""
     model, processor = load_tiny(tiny_dirs, "qwen2-vl")
     spec = "synthetic-video:split=train,seed=0,n=6,size=112,frames=4"
-    manifest = collect(model, processor, spec, tmp_path / "records", batch_size=3, max_new_tokens=2, only_correct=False)
+    config = CollectConfig(model="tiny-qwen2-vl", data=spec, batch_size=3, max_new_tokens=2, keep_incorrect=True)
+    manifest = collect(config, tmp_path / "records", model, processor)
     assert manifest["modality"] == "video" and manifest["records"] == 6
     _, records = load_records(tmp_path / "records")
     assert all(len(r.grids) == 1 and r.grids[0][0] == 2 for r in records)  # 4 frames: 2 temporal patches
-    train_predictor(tmp_path / "records", tmp_path / "video", arch="grid", epochs=1, val_fraction=0.34)
+    train_predictor(PredictorTrainingConfig(data=str(tmp_path / "records"), arch="grid", epochs=1, val_fraction=0.34), tmp_path / "video")
     video_predictor = Predictor.from_pretrained(tmp_path / "video")
     assert video_predictor.modality == "video"
     image_predictor = predictor_for(model, processor, "image", seed=0)
@@ -95,4 +97,4 @@ def test_collect_refuses_mixed_modalities(tiny_dirs, tmp_path, monkeypatch):
     mixed = load_samples("synthetic:split=val,n=1,size=112") + load_samples("synthetic-video:split=val,n=1,size=112,frames=4")
     monkeypatch.setattr("explainprune.collect.load_samples", lambda spec: mixed)
     with pytest.raises(ValueError, match="one modality"):
-        collect(model, processor, "mixed", tmp_path / "records")
+        collect(CollectConfig(model="tiny-qwen2-vl", data="mixed"), tmp_path / "records", model, processor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -22,6 +23,7 @@ from explainprune.predictor.metrics import mean_metrics, record_metrics, top_cou
 from explainprune.predictor.model import pad_features
 from explainprune.cli import build_parser
 from explainprune.predictor.train import main, split_by_id
+from explainprune.run_configs import PredictorTrainingConfig
 
 IDENTITY = {
     "fingerprint": "qwen2-vl-test@abc",
@@ -355,7 +357,9 @@ def one_thread():
 
 @pytest.mark.parametrize("arch", ["paper", "grid"])
 def test_training_beats_uniform_and_generalises_to_more_tokens(synthetic_data_dir, tmp_path, one_thread, arch):
-    result = train_predictor(synthetic_data_dir, tmp_path, arch=arch, epochs=2, batch_size=16, val_fraction=0.2)
+    config = PredictorTrainingConfig(data=str(synthetic_data_dir), arch=arch, epochs=2, batch_size=16, val_fraction=0.2)
+    result = train_predictor(config, tmp_path)
+    assert json.loads((tmp_path / "training-config.json").read_text()) == dataclasses.asdict(config)
     assert result["best"]["kl"] < 0.25 * result["uniform"]["kl"]
     assert result["best"]["spearman"] > 0.7
     assert json.loads((tmp_path / "metrics.json").read_text())["best"] == result["best"]
@@ -375,7 +379,7 @@ def test_cli_arguments_reach_train_predictor(monkeypatch):
     monkeypatch.setattr("explainprune.predictor.train.train_predictor", lambda *a, **k: calls.append((a, k)))
     assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
     assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--inputs", "heads"])) == 0
-    (data, out), options = calls[0]
-    assert (str(data), str(out)) == ("d", "o")
-    assert (options["arch"], options["epochs"], options["batch_size"], options["inputs"]) == ("grid", 2, 128, None)
-    assert (calls[1][1]["arch"], calls[1][1]["inputs"]) == ("paper", "heads")
+    (config, out), _ = calls[0]
+    assert (config.data, str(out)) == ("d", "o")
+    assert config == PredictorTrainingConfig(data="d", arch="grid", epochs=2)
+    assert calls[1][0][0] == PredictorTrainingConfig(data="d", inputs="heads")

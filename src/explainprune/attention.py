@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .adapters import Adapter, EncodedBatch
+from .errors import InputMismatchError
 
 
 def attention_rows(
@@ -51,16 +52,30 @@ def row_attention(
 def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> list[torch.Tensor | None]:
     """Per sample, layer-`layer_index` attention per head averaged over the instruction rows: (heads, L).
 
-    Only valid for layer 0 with `encoded.inputs_embeds`; None for a sample without instruction rows.
+    Only valid for layer 0 with `encoded.inputs_embeds`; None for a sample without visual tokens
+    (text only). A sample whose images have no text after them has no instruction rows: refused.
     """
     rows = [encoded.instruction_rows(b) for b in range(encoded.batch_size)]
-    present = [b for b in range(encoded.batch_size) if rows[b].numel()]
+    for b, spans in enumerate(encoded.spans):
+        if spans and not rows[b].numel():
+            raise InputMismatchError(
+                f"sample {b} has no text after its last image or video: its visual tokens are scored by the "
+                "attention of the question that follows them; put the question after the image (or use "
+                "scorer='uniform')"
+            )
+    present = [b for b in range(encoded.batch_size) if encoded.spans[b]]
     maps: list[torch.Tensor | None] = [None] * encoded.batch_size
     if not present:
         return maps
+    index = torch.tensor(present, device=encoded.inputs_embeds.device)
     probs = attention_rows(
-        adapter, layer_index, encoded.inputs_embeds, encoded.position_ids, encoded.attention_mask, rows
+        adapter,
+        layer_index,
+        encoded.inputs_embeds[index],
+        encoded.position_ids[..., index, :],
+        encoded.attention_mask[index],
+        [rows[b] for b in present],
     )
-    for b in present:
-        maps[b] = probs[b].float().mean(dim=1)
+    for b, sample_probs in zip(present, probs):
+        maps[b] = sample_probs.float().mean(dim=1)
     return maps

@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
     except UsageError as error:
         print(error, file=sys.stderr)
+        return 2
+    if unknown:  # named after the subcommand, as every other refusal of its arguments
+        print(f"{args.command_name}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
         return 2
     try:
         return run(args)
@@ -69,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(error) or type(error).__name__
         print(f"{args.command_name}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:  # an optional dependency (e.g. the lmms extra's datasets), not ours
+        if os.environ.get("EXPLAINPRUNE_TRACEBACK") or (error.name or "").startswith("explainprune"):
+            raise
+        print(f"{args.command_name}: error: {error.name or error} is not installed: install the extra that needs it, "
+              "e.g. pip install 'explainprune[lmms]'", file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print(f"{args.command_name}: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ otherwise; the manifest records it under `explainer_options`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -25,84 +26,90 @@ import torch
 from tqdm import tqdm
 
 from .adapters import Adapter, EncodedBatch, get_adapter
+from .configs import changed_settings, config_from_arguments
 from .data import is_correct, load_samples, make_inputs
 from .data.sample import Sample
 from .errors import ExplainPruneError
 from .explain import EXPLAINERS, gae_variant, generate_answers, preprocess_target
 from .explain.answers import select_answer_tokens, stop_token_ids
-from .loading import load_model
+from .loading import load_model, model_directory
+from .paths import output_directory
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
+from .run_configs import CollectConfig
 from .scoring.learned import span_features
 
 def collect(
-    model,
-    processor,
-    data_spec: str,
+    config: CollectConfig,
     out_dir: str | Path,
-    limit: int | None = None,
-    explainer: str = "gae",
-    batch_size: int = 4,
-    max_new_tokens: int = 8,
-    only_correct: bool = True,
-    shard_size: int = 256,
+    model=None,
+    processor=None,
     on_batch: Callable[[list[str]], None] | None = None,
-    variant: str | None = None,
-    quantity: str | None = None,
-    gradient: str | None = None,
-    heads: str | None = None,
-    answer_tokens: str | None = None,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "fp32",
-    attn_implementation: str | None = None,
 ) -> dict:
-    """Collect records for the first `limit` samples of `data_spec` into `out_dir`; returns the manifest.
+    """Collect records for the first `config.limit` samples of `config.data` into `out_dir`; returns
+    the manifest (the config verbatim, plus the model's fingerprint, the data's modality and counts).
 
-    `model` is a model (used on its own device and dtype), or a directory or 'embedded' (then
-    `processor` may be None, and it is loaded on `device` in `dtype`). `on_batch` is called with
-    the sample ids of each finished batch. `variant` (a preset) and the single options
-    (None: the preset's) choose the GAE variant; they apply to the gae explainer only.
+    The model is loaded from `config.model` ('embedded' or a directory) on `config.device` in
+    `config.dtype`, unless a `model` (used on its own device and dtype) and its `processor` are given;
+    `config.model` then only names it in the manifest. `on_batch` is called with the sample ids of each
+    finished batch. A directory that holds data of other settings is refused (see `CollectConfig`).
     """
-    explain, options = chosen_explainer(explainer, variant, quantity, gradient, heads, answer_tokens)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model_name = getattr(model, "name_or_path", None) or type(model).__name__
-    if isinstance(model, (str, Path)):
-        model_name = str(model)
-        model, loaded_processor = load_model(model_name, device, dtype, attn_implementation)
-        processor = processor or loaded_processor
-    if processor is None:
-        raise ValueError("a processor is required with a model instance")
-    adapter = get_adapter(model)
-    samples = load_samples(data_spec)[:limit]
+    explain, options = chosen_explainer(
+        config.explainer, config.variant, config.quantity, config.gradient, config.heads, config.answer_tokens
+    )
+    out_dir = output_directory(out_dir)
+    check_resumable(out_dir, config)
+    if model is None:
+        model_directory(config.model)
+    samples = load_samples(config.data)[: config.limit]
     modalities = sorted({s.modality for s in samples})
     if len(modalities) != 1:
-        raise ValueError(f"{data_spec}: collect needs samples of one modality (a predictor is per modality), got {modalities}")
-    modality = modalities[0]
+        raise ExplainPruneError(f"{config.data}: collect needs samples of one modality (a predictor is per modality), got {modalities}")
+    if model is None:
+        model, processor = load_model(config.model, config.device, config.dtype, config.attn_implementation)
+    if processor is None:
+        raise ExplainPruneError("a processor is required with a model instance")
+    adapter = get_adapter(model)
     manifest = {
+        **dataclasses.asdict(config),
         "fingerprint": adapter.fingerprint,
-        "explainer": explainer,
         "explainer_options": options,
-        "modality": modality,
-        "model": model_name,
-        "data": data_spec,
-        "max_new_tokens": max_new_tokens,
-        "only_correct": only_correct,
+        "modality": modalities[0],
     }
-    with ShardWriter(out_dir, manifest, shard_size) as writer:
+    only_correct = not config.keep_incorrect
+    with ShardWriter(out_dir, manifest, config.shard_size) as writer:
         done = writer.done_ids()
         todo = [s for s in samples if s.id not in done and f"{s.id}#0" not in done]
         todo.sort(key=lambda sample: (len(sample.video or ()), sample.frame_size))  # one size per batch: no padding (stable)
         with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                collect_batch(adapter, processor, batch, writer, explain, max_new_tokens, only_correct)
+            for start in range(0, len(todo), config.batch_size):
+                batch = todo[start : start + config.batch_size]
+                collect_batch(adapter, processor, batch, writer, explain, config.max_new_tokens, only_correct)
                 bar.update(len(batch))
                 if on_batch is not None:
                     on_batch([s.id for s in batch])
-    manifest = json.loads((Path(out_dir) / MANIFEST_NAME).read_text())
+    manifest = json.loads((out_dir / MANIFEST_NAME).read_text())
     print(f"collect: {manifest['records']} records in {out_dir}; dropped: {manifest['dropped'] or 'none'}")
     return manifest
+
+
+def check_resumable(out_dir: Path, config: CollectConfig) -> None:
+    """Refuse to add to a data directory collected with other settings (its records would mix)."""
+    manifest_path = out_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return
+    try:
+        saved = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExplainPruneError(f"corrupt manifest {manifest_path}: {error}") from None
+    changed = changed_settings(saved if isinstance(saved, dict) else {}, config)
+    if changed:
+        was = ", ".join(f"{name}={saved.get(name)!r}" for name in changed)
+        now = ", ".join(f"{name}={getattr(config, name)!r}" for name in changed)
+        raise ExplainPruneError(
+            f"{out_dir} holds data collected with {was}, not {now}: rerun with those settings to resume "
+            "(a larger --limit collects more), or choose a new --out"
+        )
 
 
 def chosen_explainer(
@@ -175,23 +182,4 @@ def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
 
 def main(args: argparse.Namespace) -> None:
     """Run `explainprune collect` with parsed arguments."""
-    collect(
-        args.model,
-        None,
-        args.data,
-        args.out,
-        limit=args.limit,
-        explainer=args.explainer,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        only_correct=not args.keep_incorrect,
-        shard_size=args.shard_size,
-        variant=args.variant,
-        quantity=args.quantity,
-        gradient=args.gradient,
-        heads=args.heads,
-        answer_tokens=args.answer_tokens,
-        device=args.device,
-        dtype=args.dtype,
-        attn_implementation=args.attn_implementation,
-    )
+    collect(config_from_arguments(CollectConfig, args), args.out)

@@ -3,10 +3,12 @@ unchanged model on the shortened sequence through the normal transformers calls.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .adapters import EncodedBatch, get_adapter
 from .errors import ExplainPruneError, InputMismatchError
@@ -20,6 +22,8 @@ MODEL_INPUT_NAMES = frozenset({
     "video_grid_thw", "mm_token_type_ids", "second_per_grid_ts", "image_sizes",
     "image_sizes_videos", "batch_num_images",
 })  # fmt: skip
+IGNORED_INPUT_NAMES = frozenset({"token_type_ids"})  # some tokenizers return it; the models do not use it
+BUILT_INPUT_NAMES = frozenset({"inputs_embeds", "position_ids", "cache_position", "past_key_values"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,37 @@ def prune_stats(encoded: EncodedBatch, kept: list[torch.Tensor]) -> PruneStats:
         visual_before=[sum(s.num_tokens + s.structural.numel() for s in spans) for spans in encoded.spans],
         visual_after=[int(encoded.visual_mask(b)[kept[b]].sum()) for b in range(encoded.batch_size)],
     )
+
+
+def split_generate_inputs(inputs: dict) -> tuple[dict, dict]:
+    """(the processor's inputs, the generation options) of a `Compressor.generate` call, refusing
+    options that cannot mean what they would mean for `model.generate` on the unpruned prompt."""
+    model_inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUT_NAMES}
+    options = {k: v for k, v in inputs.items() if k not in MODEL_INPUT_NAMES | IGNORED_INPUT_NAMES}
+    built = sorted(set(options) & BUILT_INPUT_NAMES)
+    if built:
+        raise ExplainPruneError(
+            f"Compressor.generate builds {', '.join(built)} itself from input_ids and the images: pass the "
+            f"processor's output (or call model.generate(**compressor.prepare(**inputs)) yourself)"
+        )
+    settings = sorted(set(options) & {"keep_ratio", "scorer"})
+    if settings:
+        raise ExplainPruneError(
+            f"{', '.join(settings)} is a setting of the Compressor, not of generate: set compressor.{settings[0]} "
+            "or pass it to Compressor(...)"
+        )
+    max_new_tokens = options.get("max_new_tokens")
+    if max_new_tokens is not None and (
+        isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1
+    ):
+        raise ExplainPruneError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    length_limits = sorted(set(options) & {"max_length", "min_length"})
+    if length_limits:
+        raise ExplainPruneError(
+            f"{', '.join(length_limits)} would count the pruned prompt, which is shorter than input_ids: "
+            "use max_new_tokens / min_new_tokens"
+        )
+    return model_inputs, options
 
 
 class Compressor:
@@ -111,6 +146,12 @@ class Compressor:
         """The unpruned batch as the language model sees it (embeddings, positions, visual spans)."""
         if inputs.get("input_ids") is None:
             raise InputMismatchError("input_ids are required: pass the processor's output (compressor.prepare(**inputs))")
+        unknown = sorted(set(inputs) - MODEL_INPUT_NAMES - IGNORED_INPUT_NAMES)
+        if unknown:
+            raise InputMismatchError(
+                f"unknown input(s) {unknown}: prepare() and encode() take the processor's output only "
+                f"(settings such as keep_ratio belong to the Compressor)"
+            )
         return self.adapter.encode(inputs)
 
     @torch.no_grad()
@@ -146,17 +187,28 @@ class Compressor:
         return Prepared(**model_inputs, kept=kept, stats=prune_stats(encoded, kept))
 
     @torch.no_grad()
-    def generate(self, **inputs) -> torch.Tensor:
+    def generate(self, **inputs):
         """Like `model.generate(**inputs, **generate_kwargs)` on the pruned sequence.
 
         Returns the prompt's input_ids followed by the new tokens, as `model.generate` does, so
-        `output[:, inputs["input_ids"].shape[1]:]` are the new tokens.
+        `output[:, inputs["input_ids"].shape[1]:]` are the new tokens. With
+        `return_dict_in_generate=True` it returns `model.generate`'s output object whose `sequences`
+        are those ids (its scores, attentions, ... are of the pruned sequence).
         """
-        model_inputs = {k: v for k, v in inputs.items() if k in MODEL_INPUT_NAMES}
-        generate_kwargs = {k: v for k, v in inputs.items() if k not in MODEL_INPUT_NAMES}
+        model_inputs, generate_kwargs = split_generate_inputs(inputs)
         encoded = self.encode(**model_inputs)
+        input_ids = model_inputs["input_ids"]
         if self.input_stage:
-            new_tokens = self.model.generate(**self.prepare_encoded(encoded), **generate_kwargs)
+            prepared = self.prepare_encoded(encoded)
+            try:
+                output = self.model.generate(**prepared, **generate_kwargs)
+            except (ValueError, TypeError, ArithmeticError) as error:  # transformers refused an option (num_beams=0, ...)
+                raise ExplainPruneError(f"model.generate refused: {' '.join(str(error).split())}") from error
         else:
+            as_dict = generate_kwargs.pop("return_dict_in_generate", False)
             new_tokens, _ = self.scorer.generate(self.adapter, encoded, self.keep_ratio, **generate_kwargs)
-        return torch.cat([model_inputs["input_ids"], new_tokens.to(model_inputs["input_ids"].device)], dim=1)
+            output = GenerateDecoderOnlyOutput(sequences=new_tokens) if as_dict else new_tokens
+        if isinstance(output, torch.Tensor):
+            return torch.cat([input_ids, output.to(input_ids.device)], dim=1)
+        output.sequences = torch.cat([input_ids, output.sequences.to(input_ids.device)], dim=1)
+        return output

@@ -11,3 +11,7 @@ class UnsupportedModelError(ExplainPruneError):
 
 class InputMismatchError(ExplainPruneError):
     """The inputs do not belong to the model (ids out of range, missing pixels, token counts)."""
+
+
+class MissingFileError(ExplainPruneError, FileNotFoundError):
+    """A file or directory the user named is not there (also a FileNotFoundError)."""

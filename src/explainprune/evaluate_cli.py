@@ -6,15 +6,22 @@ import argparse
 import json
 
 from .arguments import check_scorers
-from .bench.quality import evaluate, format_table, plot_retention
+from .bench.quality import check_evaluation, check_plot_path, evaluate, format_table, plot_retention
 from .data import load_samples
-from .loading import load_model
+from .devices import resolve_device
+from .loading import load_model, model_directory
 
 
 def main(args: argparse.Namespace) -> int:
-    check_scorers(args.scorers)  # fails fast on a misspelt name, before loading anything
+    # cheap checks first: a mistake is refused before samples are made or the model loads
+    check_scorers(args.scorers)
+    model_directory(args.model)
+    resolve_device(args.device)
+    if args.plot:
+        check_plot_path(args.plot)
     samples = load_samples(args.data)
-    options = {"learned": {"predictor": args.predictor.split(",")}} if args.predictor else {}
+    check_evaluation(samples, args.scorers, args.keep, args.batch_size)
+    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
     report |= evaluate(model, processor, samples, args.scorers, args.keep, options, args.batch_size, keep_answers=bool(args.answers))

@@ -46,14 +46,23 @@ def load_model(
     torch.dtype; `attn_implementation` is 'sdpa', 'eager' or 'flash_attention_2' (default: the
     model's own).
     """
-    if str(spec) == "embedded":
+    directory = model_directory(spec)
+    if directory is None:
         from .embedded import load_embedded
 
         return load_embedded(dtype, device, attn_implementation)
+    return load_pretrained(directory, device, dtype, attn_implementation)
+
+
+def model_directory(spec: str | Path) -> Path | None:
+    """The save_pretrained directory `spec` names (None for 'embedded'), or a clear error; cheap, so
+    commands check it before any slow work."""
+    if str(spec) == "embedded":
+        return None
     directory = Path(spec)
     if not (directory / "config.json").is_file():
         raise ExplainPruneError(
             f"--model {str(spec)!r}: not 'embedded' and not a model directory (no config.json there); "
             f"models are loaded from a local save_pretrained directory, never downloaded"
         )
-    return load_pretrained(directory, device, dtype, attn_implementation)
+    return directory

@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from .errors import ExplainPruneError
+from .paths import output_directory
+from .paths import output_file as output_file_path
+
 DTYPES = ("bf16", "fp16", "fp32")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
@@ -51,6 +55,7 @@ def _bounded(kind: type, minimum: float, description: str):
 
 positive_int = _bounded(int, 1, "an integer >= 1")
 non_negative_int = _bounded(int, 0, "an integer >= 0")
+non_negative_float = _bounded(float, 0.0, "a finite number >= 0")
 positive_float = _bounded(float, math.ulp(0.0), "a finite number > 0")
 non_negative_float = _bounded(float, 0.0, "a finite number >= 0")
 
@@ -61,6 +66,23 @@ def fraction(text: str) -> float:
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
     return value
+
+
+def _path_type(check, description: str):
+    def parse(text: str):
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {description}, got an empty path")
+        try:
+            return check(text)
+        except ExplainPruneError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = description
+    return parse
+
+
+output_dir = _path_type(output_directory, "an output directory")
+output_file = _path_type(output_file_path, "an output file")
 
 
 def add_device_options(parser: argparse.ArgumentParser, dtype: str = "fp32", attention: bool = True) -> None:

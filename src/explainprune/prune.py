@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,10 @@ if TYPE_CHECKING:
 
 
 def check_keep_ratio(keep_ratio) -> float:
-    """`keep_ratio` as a float in (0, 1], or a clear error."""
-    if isinstance(keep_ratio, bool) or not isinstance(keep_ratio, (int, float)):
+    """`keep_ratio` (any real number: float, int, numpy scalar, Fraction) as a float in (0, 1], or a clear error."""
+    if isinstance(keep_ratio, bool) or not isinstance(keep_ratio, numbers.Real):
         raise ExplainPruneError(f"keep_ratio must be a number in (0, 1], got {keep_ratio!r}")
+    keep_ratio = float(keep_ratio)
     if not math.isfinite(keep_ratio) or not 0.0 < keep_ratio <= 1.0:
         raise ExplainPruneError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
     return float(keep_ratio)

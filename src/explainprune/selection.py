@@ -46,6 +46,7 @@ def top_k(scores: torch.Tensor, span: VisualSpan, k: int) -> Choice:
 
 def choices_from_scores(scores, spans_per_sample, budgets, pick=top_k) -> list[list[Choice]]:
     """One `Choice` per span from precomputed scores; spans whose budget covers them keep everything."""
+    check_per_span("scores", scores, spans_per_sample)
     return [
         [
             Choice(torch.arange(span.num_tokens)) if k >= span.num_tokens else pick(scores[b][s], span, k)
@@ -55,6 +56,16 @@ def choices_from_scores(scores, spans_per_sample, budgets, pick=top_k) -> list[l
     ]
 
 
+def check_per_span(what: str, values, spans_per_sample) -> None:
+    """`values` holds one entry per sample and, in each, one per visual span of that sample."""
+    counts = [len(spans) for spans in spans_per_sample]
+    given = [len(sample) for sample in values] if isinstance(values, (list, tuple)) else None
+    if given != counts:
+        raise ExplainPruneError(
+            f"{what} per sample and span: expected {counts} (spans per sample), got {given if given is not None else type(values).__name__}"
+        )
+
+
 def keep_everything(encoded: EncodedBatch) -> list[list[Choice]]:
     """Choices that keep every scored token (keep ratio 1.0)."""
     return [[Choice(torch.arange(span.num_tokens)) for span in spans] for spans in encoded.spans]
@@ -62,6 +73,7 @@ def keep_everything(encoded: EncodedBatch) -> list[list[Choice]]:
 
 def check_choices(encoded: EncodedBatch, choices: list[list[Choice]], budgets: list[list[int]]) -> None:
     """Each span's choice has exactly its budget of distinct, in-range indices (a scorer bug otherwise)."""
+    check_per_span("choices", choices, encoded.spans)
     for b, spans in enumerate(encoded.spans):
         for s, span in enumerate(spans):
             indices = choices[b][s].indices

@@ -77,9 +77,7 @@ class Adapter:
         """The unpruned batch as the language model sees it, from the processor's output."""
         input_ids = inputs["input_ids"]
         self.check_token_ids(input_ids)
-        attention_mask = inputs.get("attention_mask")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        attention_mask = checked_attention_mask(input_ids, inputs.get("attention_mask"))
         return self.encode_checked(inputs, input_ids, attention_mask)
 
     # -- what each family implements -------------------------------------------------------
@@ -141,6 +139,12 @@ class Adapter:
         return positions.masked_fill(attention_mask == 0, 0)
 
     def check_token_ids(self, input_ids: torch.Tensor) -> None:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.dtype.is_floating_point:
+            described = f"a {input_ids.ndim}-D {input_ids.dtype} tensor" if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise InputMismatchError(
+                f"input_ids must be a (batch, length) tensor of token ids, got {described}: pass the processor's "
+                "output made with return_tensors='pt'"
+            )
         vocab = self.model.get_input_embeddings().num_embeddings
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
             raise InputMismatchError(
@@ -181,6 +185,44 @@ class Adapter:
         return value
 
 
+NOT_TOGETHER = ": the text and the images or videos were not processed together (pass the processor's output of both)"
+
+
+def checked_attention_mask(input_ids: torch.Tensor, attention_mask) -> torch.Tensor:
+    """The attention mask, refused unless it is padding only: of input_ids' shape, 0/1, each row one
+    run of real tokens. A single prompt may leave it out (all real); a batch may not (it is padded)."""
+    if attention_mask is None:
+        if input_ids.shape[0] > 1:
+            raise InputMismatchError(
+                "a batch of several prompts needs its attention_mask (which tokens are padding): pass the "
+                "processor's full output"
+            )
+        return torch.ones_like(input_ids)
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+        shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise InputMismatchError(
+            f"attention_mask of shape {shape} for input_ids of shape {tuple(input_ids.shape)}: pass the mask the "
+            "processor made with these input_ids"
+        )
+    mask = attention_mask.cpu()
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise InputMismatchError("attention_mask must hold only 0 (padding) and 1 (real tokens)")
+    real = mask.bool()
+    counts = real.sum(-1)
+    if not bool((counts > 0).all()):
+        raise InputMismatchError(f"sample {int((counts == 0).nonzero()[0])} has no real token (its attention_mask is all 0)")
+    index = torch.arange(mask.shape[1])
+    first = torch.where(real, index, mask.shape[1]).amin(-1)
+    last = torch.where(real, index, -1).amax(-1)
+    if not bool((last - first + 1 == counts).all()):
+        sample = int((last - first + 1 != counts).nonzero()[0])
+        raise InputMismatchError(
+            f"the attention_mask of sample {sample} has zeros between real tokens: it must mark padding only "
+            "(at the start or the end of the row)"
+        )
+    return attention_mask
+
+
 def assign_placeholders(
     input_ids: torch.Tensor, token_id: int, lengths: list[int], modality: str
 ) -> list[tuple[int, torch.Tensor]]:
@@ -196,14 +238,17 @@ def assign_placeholders(
         while start < positions.numel():
             count = next(remaining, None)
             if count is None:
-                raise InputMismatchError(f"more {modality} tokens in the prompt than {modality}s in the inputs")
+                raise InputMismatchError(f"more {modality} tokens in the prompt than {modality}s in the inputs{NOT_TOGETHER}")
             chunk = positions[start : start + count]
             if chunk.numel() != count:
                 raise InputMismatchError(
-                    f"a {modality} needs {count} placeholder tokens but the prompt has {chunk.numel()} left"
+                    f"{modality} {len(runs) + 1} of the inputs needs {count} placeholder tokens but sample {sample} "
+                    f"has {chunk.numel()} left{NOT_TOGETHER}"
                 )
             runs.append((sample, chunk))
             start += count
+    if next(remaining, None) is not None:
+        raise InputMismatchError(f"more {modality}s in the inputs than {modality} placeholders in the prompt{NOT_TOGETHER}")
     return runs
 
 

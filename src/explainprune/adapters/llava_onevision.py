@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from ..errors import InputMismatchError
 from .base import Adapter, EncodedBatch, VisualSpan, assign_placeholders, merge_spans
 
 
@@ -39,6 +40,17 @@ class LlavaOnevisionAdapter(Adapter):
         pooled = math.ceil(self._base_side / 2)
         return newline, [(frames, pooled, pooled)]
 
+    @staticmethod
+    def _check_image_sizes(pixel_values: torch.Tensor, image_sizes) -> None:
+        """One positive (height, width) per image of `pixel_values` (anyres tiling needs them)."""
+        sizes = None if image_sizes is None else torch.as_tensor(image_sizes)
+        fits = sizes is not None and sizes.ndim == 2 and sizes.shape == (pixel_values.shape[0], 2) and bool((sizes > 0).all())
+        if not fits:
+            raise InputMismatchError(
+                f"`image_sizes` {None if sizes is None else sizes.tolist()} do not give a positive (height, width) for each "
+                f"of the {pixel_values.shape[0]} images of pixel_values: pass the processor's full output"
+            )
+
     def _spans(self, input_ids, token_id, modality, features, layouts) -> list[list[VisualSpan]]:
         spans: list[list[VisualSpan]] = [[] for _ in range(input_ids.shape[0])]
         lengths = [f.shape[0] for f in features]
@@ -61,6 +73,7 @@ class LlavaOnevisionAdapter(Adapter):
         }
         images: list[torch.Tensor] = []
         if pixel_values is not None:
+            self._check_image_sizes(pixel_values, inputs.get("image_sizes"))
             images = list(
                 inner.get_image_features(
                     pixel_values,

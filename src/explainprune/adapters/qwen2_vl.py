@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputMismatchError
 from .base import Adapter, EncodedBatch, merge_spans, spans_from_grids
 
 
@@ -17,6 +18,26 @@ class Qwen2VLAdapter(Adapter):
             return []
         return [(int(t), int(h) // merge, int(w) // merge) for t, h, w in grid_thw.tolist()]
 
+    def _checked_grids(self, pixels, grid_thw, what: str):
+        """The (n, 3) patch grids of the images (or videos), refused unless they describe `pixels`: positive,
+        divisible by the merge size, covering exactly its rows (one per patch)."""
+        key = "image_grid_thw" if what == "image" else "video_grid_thw"
+        if pixels is None:
+            return None if grid_thw is None or not len(grid_thw) else grid_thw
+        if grid_thw is None:
+            raise InputMismatchError(f"{what} pixels were given without `{key}`: pass the processor's full output")
+        merge = self.config.vision_config.spatial_merge_size
+        grid = torch.as_tensor(grid_thw)
+        patches = pixels.shape[0] if pixels.ndim else 0
+        fits = grid.ndim == 2 and grid.shape[1] == 3 and bool((grid > 0).all())
+        fits = fits and bool((grid[:, 1:] % merge == 0).all()) and int(grid.prod(-1).sum()) == patches
+        if not fits:
+            raise InputMismatchError(
+                f"`{key}` {grid.tolist()} does not describe the {patches} patches of the {what} pixels: pass the "
+                "grids the processor made with these pixels"
+            )
+        return grid_thw
+
     def rope_index_kwargs(self, inputs: dict) -> dict:
         """Extra arguments of the family's get_rope_index."""
         return {}
@@ -26,7 +47,12 @@ class Qwen2VLAdapter(Adapter):
         image_id, video_id = self.config.image_token_id, self.config.video_token_id
         pixel_values = self.require(inputs, "pixel_values", input_ids, image_id, "image")
         pixel_values_videos = self.require(inputs, "pixel_values_videos", input_ids, video_id, "video")
-        image_grid_thw, video_grid_thw = inputs.get("image_grid_thw"), inputs.get("video_grid_thw")
+        image_grid_thw = self._checked_grids(pixel_values, inputs.get("image_grid_thw"), "image")
+        video_grid_thw = self._checked_grids(pixel_values_videos, inputs.get("video_grid_thw"), "video")
+        spans = merge_spans(  # before the vision tower: refuses grids that do not fit the prompt
+            spans_from_grids(input_ids, image_id, "image", self._grids(image_grid_thw)),
+            spans_from_grids(input_ids, video_id, "video", self._grids(video_grid_thw)),
+        )
 
         embeds = self.model.get_input_embeddings()(input_ids)
         image_features = (
@@ -56,8 +82,4 @@ class Qwen2VLAdapter(Adapter):
                 attention_mask=attention_mask,
                 **self.rope_index_kwargs(inputs),
             )
-        spans = merge_spans(
-            spans_from_grids(input_ids, image_id, "image", self._grids(image_grid_thw)),
-            spans_from_grids(input_ids, video_id, "video", self._grids(video_grid_thw)),
-        )
         return EncodedBatch(input_ids, embeds, attention_mask, position_ids, spans)

@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 from ..compressor import Compressor, prune_stats
 from ..data import is_correct, make_inputs
 from ..data.sample import Sample
+from ..errors import ExplainPruneError
+from ..prune import check_keep_ratio
 
 MAX_NEW_TOKENS = 6
 
@@ -46,6 +48,23 @@ def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int =
     return [round(float(low), 2), round(float(high), 2)]
 
 
+def check_evaluation(samples: list[Sample], scorers: list[str], keep_ratios: list[float], batch_size: int) -> None:
+    """Refuse what would make a table of NaN or of duplicate rows: no samples, samples without an
+    answer, no or repeated scorers or keep ratios, a batch size below 1."""
+    if not samples:
+        raise ExplainPruneError("no samples to evaluate: the data spec or file selected none")
+    unanswered = [s.id for s in samples if not s.answer]
+    if unanswered:
+        raise ExplainPruneError(
+            f"{len(unanswered)} sample(s) have no answer to score against (e.g. {unanswered[0]!r}): give each an answer"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExplainPruneError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    for what, values in (("scorers", list(scorers)), ("keep ratios", [check_keep_ratio(k) for k in keep_ratios])):
+        if not values or len(set(values)) != len(values):
+            raise ExplainPruneError(f"{what} must be a non-empty list without repeats, got {values}")
+
+
 def evaluate(
     model,
     processor,
@@ -59,6 +78,7 @@ def evaluate(
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
     with `keep_answers`, also every answer ("answers": one record per question, scorer and keep)."""
+    check_evaluation(samples, scorers, keep_ratios, batch_size)
     scorer_options = scorer_options or {}
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {
@@ -69,23 +89,22 @@ def evaluate(
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
     predictions: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
     tokens: dict = {key: [] for key in predictions}
-    bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start : start + batch_size]
-        inputs = make_inputs(processor, batch, device=model.device)
-        encoded = baseline_compressor.encode(**inputs)
-        runs = [(("baseline", 1.0), baseline_compressor, None)]
-        for name in scorers:
-            first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
-            reuse = first is not None and first.input_stage and first.scorer.ranks_by_scores
-            scores = first.score(encoded) if reuse else None
-            runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
-        for key, compressor, scores in runs:
-            answers, kept = _answers(compressor, inputs, encoded, scores)
-            predictions[key] += answers
-            tokens[key] += kept
-        bar.update(len(batch))
-    bar.close()
+    with tqdm(total=len(samples), desc="eval", unit="q", disable=not progress) as bar:  # closed on errors too
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            inputs = make_inputs(processor, batch, device=model.device)
+            encoded = baseline_compressor.encode(**inputs)
+            runs = [(("baseline", 1.0), baseline_compressor, None)]
+            for name in scorers:
+                first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
+                reuse = first is not None and first.input_stage and first.scorer.ranks_by_scores
+                scores = first.score(encoded) if reuse else None
+                runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
+            for key, compressor, scores in runs:
+                answers, kept = _answers(compressor, inputs, encoded, scores)
+                predictions[key] += answers
+                tokens[key] += kept
+            bar.update(len(batch))
     correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
     report = retention_report(correct, scorers, keep_ratios, tokens)
     if keep_answers:
@@ -138,6 +157,15 @@ def format_table(report: dict) -> str:
             f"{interval:>16}" + (f" {row['visual_tokens']:>7.1f}" if "visual_tokens" in row else "")
         )
     return "\n".join(lines)
+
+
+def check_plot_path(path) -> None:
+    """Refuse, before any work, a plot file whose extension matplotlib cannot write."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise ExplainPruneError(f"--plot {path}: name a file ending in one of .{', .'.join(sorted(formats))} (e.g. .png)")
 
 
 def plot_retention(report: dict, path) -> None:

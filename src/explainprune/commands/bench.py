@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device_options, add_keep_option, add_scorers_option, non_negative_int, positive_int
+from ..options import add_device_options, add_keep_option, add_scorers_option, non_negative_int, output_file, positive_int
 
 HELP = "measure what compression buys in wall-clock time"
 RUN = "explainprune.bench.cli:main"
@@ -28,6 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=positive_int, default=None, help="cut the LLM to this many layers (quick runs)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write a markdown table with the command")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--markdown", type=output_file, metavar="FILE", help="write a markdown table with the command")
     return parser

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..configs import add_config_arguments
 from ..embedded.config import TrainingConfig
-from ..options import positive_int
+from ..options import output_dir, positive_int
 
 HELP = "train the embedded model (images and video) from a seed"
 RUN = "explainprune.embedded.train:main"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="output directory (resumes an unfinished run of the same settings)")
+    parser.add_argument("--out", required=True, type=output_dir, help="output directory (resumes an unfinished run of the same settings)")
     add_config_arguments(parser, TrainingConfig)
     parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (1 can be faster on a busy machine)")

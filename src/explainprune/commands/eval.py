@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..options import add_device_options, add_keep_option, add_scorers_option, comma_list, positive_int
+from ..options import add_device_options, add_keep_option, add_scorers_option, comma_list, output_file, positive_int
 
 HELP = "retention of scorers x keep ratios on a data set"
 RUN = "explainprune.evaluate_cli:main"
@@ -23,6 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=16)
     add_device_options(parser)
-    parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--plot", type=Path, help="write a retention-vs-keep plot (PNG) here")
-    parser.add_argument("--answers", type=Path, help="write every answer here (JSON lines: id, scorer, keep_ratio, prediction, correct)")
+    parser.add_argument("--json", type=output_file, help="write the report here")
+    parser.add_argument("--plot", type=output_file, help="write a retention-vs-keep plot (PNG) here")
+    parser.add_argument("--answers", type=output_file, help="write every answer here (JSON lines: id, scorer, keep_ratio, prediction, correct)")

@@ -1,25 +1,18 @@
-"""`explainprune train`: options."""
+"""`explainprune train`: options (every field of `PredictorTrainingConfig`, plus --out)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..options import add_device_options, fraction, non_negative_int, positive_float, positive_int
+from ..configs import add_config_arguments
+from ..options import add_device_options, output_dir
+from ..run_configs import DEVICE_OPTIONS, PredictorTrainingConfig
 
 HELP = "train a relevance predictor on collected pairs"
 RUN = "explainprune.predictor.train:main"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="data directory written by `explainprune collect`")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the best checkpoint and metrics.json")
-    parser.add_argument("--arch", choices=("paper", "grid"), default="paper", help="paper: 1-D convs; grid: 2-D/3-D convs")
-    parser.add_argument("--inputs", choices=("mean", "heads"), help="mean: head-mean attention; heads: per head plus the "
-                        "mean (default: mean for paper, heads for grid)")  # fmt: skip
-    parser.add_argument("--epochs", type=positive_int, default=20)
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--lr", type=positive_float, default=1e-3)
-    parser.add_argument("--val-fraction", type=fraction, default=0.1)
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--out", type=output_dir, required=True, help="directory for the best checkpoint, metrics.json and training-config.json")
+    add_config_arguments(parser, PredictorTrainingConfig, skip=DEVICE_OPTIONS)
     add_device_options(parser, attention=False)

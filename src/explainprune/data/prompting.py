@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from explainprune.data.sample import Sample
+from explainprune.errors import ExplainPruneError
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -44,7 +45,27 @@ def make_inputs(processor, samples: list[Sample], answers: list[str] | None = No
     and videos may share a batch."""
     images = [s.image for s in samples if s.modality == "image"]
     videos = [s.video for s in samples if s.modality == "video"]
-    return processor_inputs(processor, prompt_texts(processor, samples, answers), images, videos, device)
+    try:
+        return processor_inputs(processor, prompt_texts(processor, samples, answers), images, videos, device)
+    except ValueError as error:
+        raise processor_refusal(processor, samples, error) from error
+
+
+def processor_refusal(processor, samples: list[Sample], error: ValueError) -> ExplainPruneError:
+    """The processor's refusal of a batch (e.g. Qwen2-VL's aspect-ratio limit of 200) as one line
+    naming the first sample it refuses alone."""
+    for sample in samples if len(samples) > 1 else []:
+        try:
+            make_inputs(processor, [sample])
+        except ExplainPruneError as refusal:
+            return refusal
+    reason = " ".join(str(error).split()) or type(error).__name__
+    width, height = samples[0].frame_size
+    return ExplainPruneError(
+        f"the processor refused sample {samples[0].id!r} ({width}x{height} {samples[0].modality}): {reason}; resize or crop it"
+        if len(samples) == 1
+        else f"the processor refused a batch of {len(samples)} samples: {reason}"
+    )
 
 
 def normalize_answer(text: str) -> str:

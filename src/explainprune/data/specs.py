@@ -19,7 +19,7 @@ DEFAULT_SIZE = 224
 
 
 def load_samples(spec: str) -> list[Sample]:
-    """Load the samples a spec names; raises ValueError naming the problem for a bad spec."""
+    """Load the samples a spec names; a bad spec is refused with one line naming the problem."""
     spec = spec.strip()
     if spec.endswith(".jsonl") and not spec.startswith("jsonl:"):
         return load_jsonl(spec)

@@ -14,6 +14,7 @@ import torch
 
 from ..adapters import EncodedBatch
 from ..errors import ExplainPruneError
+from ..prune import gather_batch
 
 ANSWER_TOKENS = ("all", "no-eos", "first")
 
@@ -48,13 +49,9 @@ def select_answer_tokens(answers: list[torch.Tensor], which: str, stop_ids: torc
 @torch.no_grad()
 def generate_answers(model, encoded: EncodedBatch, max_new_tokens: int, keep_stop: bool = False) -> list[torch.Tensor]:
     """Per sample, the answer token ids the model generates greedily for the unpruned prompt
-    (ending with the end-of-answer token it generated if `keep_stop`)."""
-    new_tokens = model.generate(
-        inputs_embeds=encoded.inputs_embeds,
-        attention_mask=encoded.attention_mask,
-        position_ids=encoded.position_ids,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-    )
+    (ending with the end-of-answer token it generated if `keep_stop`); the prompts are left-padded
+    first, as generation needs, whatever their padding side."""
+    real_positions = [mask.bool().nonzero().flatten().cpu() for mask in encoded.attention_mask]
+    new_tokens = model.generate(**gather_batch(encoded, real_positions), max_new_tokens=max_new_tokens, do_sample=False)
     stop_ids = stop_token_ids(model)
     return [answer_tokens(row, stop_ids, keep_stop) for row in new_tokens]

@@ -8,6 +8,7 @@ with a KV cache whose layers < K hold the full sequence and layers >= K the prun
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import torch
@@ -72,9 +73,9 @@ class InLLMPruner:
     name: str = ""
 
     def __init__(self, layer: int = 2):
-        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer < 0:
             raise ExplainPruneError(f"{self.name} option layer must be a layer index >= 0, got {layer!r}")
-        self.layer = layer
+        self.layer = int(layer)
 
     def choose(self, adapter: Adapter, encoded: EncodedBatch, budgets: list[list[int]]) -> list[list[Choice]]:
         """Per sample, per span, the tokens to keep; `encoded.inputs_embeds` is layer K's input."""

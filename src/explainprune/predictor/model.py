@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ExplainPruneError
+from ..errors import ExplainPruneError, MissingFileError
 from .atomic import atomic_write, atomic_write_json
 from .shards import Grid, grid_tokens
 
@@ -235,11 +235,11 @@ class Predictor(nn.Module):
         """Load a predictor written by `save_pretrained`."""
         directory = Path(directory)
         if not directory.is_dir():
-            raise FileNotFoundError(f"predictor directory {directory} does not exist")
+            raise MissingFileError(f"predictor directory {directory} does not exist")
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():
-                raise FileNotFoundError(f"predictor directory {directory} has no {path.name}")
+                raise MissingFileError(f"predictor directory {directory} has no {path.name}")
         try:
             config = json.loads(config_path.read_text())
             predictor = cls(config)
@@ -253,5 +253,15 @@ class Predictor(nn.Module):
             predictor.load_state_dict(state)
         except RuntimeError as error:
             raise ExplainPruneError(f"weights {weights_path} do not fit config {config_path}: {error}") from error
+        predictor.check_finite(str(weights_path))
         # A float32 net whatever torch's default dtype is (serving engines set it to the LLM's).
         return predictor.float().eval()
+
+    def check_finite(self, where: str = "the predictor") -> None:
+        """Refuse NaN or infinite weights (a diverged training run): they would rank tokens arbitrarily."""
+        bad = [name for name, tensor in self.state_dict().items() if not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise ExplainPruneError(
+                f"{where} has NaN or infinite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                "retrain it (e.g. with a lower --lr)"
+            )

@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..errors import ExplainPruneError
+from ..errors import ExplainPruneError, MissingFileError
 from .atomic import atomic_write, atomic_write_json, remove_stale_temp_files
 
 Grid = tuple[int, int, int]
@@ -262,7 +262,7 @@ def _read_manifest(manifest_path: Path) -> dict:
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"missing {manifest_path}; is this a directory written by `explainprune collect`?"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -274,7 +274,7 @@ def _read_manifest(manifest_path: Path) -> dict:
 
 def _read_shard(shard_path: Path) -> list[Record]:
     if not shard_path.exists():
-        raise FileNotFoundError(f"missing shard {shard_path} listed in its {MANIFEST_NAME}")
+        raise MissingFileError(f"missing shard {shard_path} listed in its {MANIFEST_NAME}")
     metadata = _read_shard_metadata(shard_path)
     try:
         tensors = load_file(shard_path)
@@ -303,7 +303,8 @@ def load_records(data_dir: str | Path) -> tuple[dict, list[Record]]:
     """Read a data directory's manifest and all records of the shards it lists."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory {data_dir} does not exist")
+        what = "is a file, not a data directory" if data_dir.exists() else "does not exist"
+        raise MissingFileError(f"data directory {data_dir} {what}: give a directory written by `explainprune collect`")
     manifest_path = data_dir / MANIFEST_NAME
     manifest = _read_manifest(manifest_path)
     if not isinstance(manifest.get("shard_files"), list):

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from ..configs import config_from_arguments
 from ..devices import resolve_device, torch_dtype
 from ..errors import ExplainPruneError
+from ..paths import output_directory
+from ..run_configs import PredictorTrainingConfig
 from .atomic import atomic_write_json
 from .metrics import METRIC_NAMES, mean_metrics, record_metrics, uniform_prediction
 from .model import Predictor, pad_features
 from .shards import Record, load_records
 
-DEFAULT_EPOCHS = 20
 METRICS_NAME = "metrics.json"
+TRAINING_CONFIG_NAME = "training-config.json"
 
 
 def is_validation_id(record_id: str, val_fraction: float) -> bool:
@@ -83,63 +88,53 @@ def _comparison_table(predictor: dict[str, float], uniform: dict[str, float]) ->
     return "\n".join(lines)
 
 
-def train_predictor(
-    data_dir: str | Path,
-    out_dir: str | Path,
-    arch: str = "paper",
-    epochs: int = DEFAULT_EPOCHS,
-    inputs: str | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "fp32",
-) -> dict:
-    """Train with Adam on KL(target || predicted); keep the best-validation-KL checkpoint in out_dir.
-    `inputs` (mean or heads; None: the arch's default) are the predictor's input channels.
+def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dict:
+    """Train with Adam on KL(target || predicted); keep the best-validation-KL checkpoint in out_dir,
+    the config verbatim as out_dir/training-config.json.
 
-    Runs on `device` (default: cuda if available, else cpu). Weights and optimizer state stay in
-    float32; with `dtype` bf16 or fp16 the forward passes run under autocast in that precision.
+    Runs on `config.device` (default: cuda if available, else cpu). Weights and optimizer state stay
+    in float32; with `config.dtype` bf16 or fp16 the forward passes run under autocast in that precision.
 
     Returns (and writes to out_dir/metrics.json) the best epoch's validation metrics, the uniform
-    predictor's metrics on the same records, and the per-epoch history.
+    predictor's metrics on the same records, and the per-epoch history. A run whose loss turns NaN or
+    infinite is stopped with an error (its weights would rank tokens arbitrarily).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ExplainPruneError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    manifest, records = load_records(data_dir)
-    train_records, val_records = split_by_id(records, val_fraction)
-    device = resolve_device(device)
-    autocast = torch.autocast(device.type, dtype=torch_dtype(dtype), enabled=torch_dtype(dtype) != torch.float32)
-    torch.manual_seed(seed)
-    config = {
-        "arch": arch,
+    out_dir = output_directory(out_dir)
+    manifest, records = load_records(config.data)
+    train_records, val_records = split_by_id(records, config.val_fraction)
+    device = resolve_device(config.device)
+    dtype = torch_dtype(config.dtype)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    torch.manual_seed(config.seed)
+    predictor_config = {
+        "arch": config.arch,
         "n_heads": manifest["n_heads"],
         "fingerprint": manifest["fingerprint"],
         "modality": manifest["modality"],
     }
-    model = Predictor(config if inputs is None else {**config, "inputs": inputs}).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    shuffle = torch.Generator().manual_seed(seed)
-    out_dir = Path(out_dir)
+    model = Predictor(predictor_config | ({} if config.inputs is None else {"inputs": config.inputs})).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / TRAINING_CONFIG_NAME, dataclasses.asdict(config))
     uniform = mean_metrics(record_metrics(r.target, uniform_prediction(r.n_tokens)) for r in val_records)
     print(f"{len(train_records)} train / {len(val_records)} validation records; uniform: {_format_metrics(uniform)}")
 
     result = {
-        "arch": arch,
+        "arch": config.arch,
         "inputs": model.config["inputs"],
-        "data_dir": str(data_dir),
+        "data_dir": str(config.data),
         "train_records": len(train_records),
         "val_records": len(val_records),
         "uniform": uniform,
         "history": [],
     }
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(train_records), generator=shuffle).tolist()
-        batches = [[train_records[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
+        batches = [[train_records[i] for i in order[s : s + config.batch_size]] for s in range(0, len(order), config.batch_size)]
         train_kl = 0.0
-        for batch in tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
+        for batch in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False):
             with autocast:
                 loss = _batch_loss(model, batch, device)
             optimizer.zero_grad()
@@ -148,13 +143,15 @@ def train_predictor(
             train_kl += loss.item() * len(batch)
         model.eval()
         with autocast:
-            val = evaluate(model, val_records, batch_size)
+            val = evaluate(model, val_records, config.batch_size)
+        if not (math.isfinite(train_kl) and math.isfinite(val["kl"])):
+            raise ExplainPruneError(f"training diverged in epoch {epoch} (NaN or infinite loss): lower --lr (now {config.lr})")
         result["history"].append({"epoch": epoch, "train_kl": train_kl / len(train_records), "val": val})
         improved = "best" not in result or val["kl"] < result["best"]["kl"]
         if improved:
             result["best"], result["best_epoch"] = val, epoch
             model.save_pretrained(out_dir)
-        print(f"epoch {epoch}/{epochs} train kl {train_kl / len(train_records):.4f} | val {_format_metrics(val)}"
+        print(f"epoch {epoch}/{config.epochs} train kl {train_kl / len(train_records):.4f} | val {_format_metrics(val)}"
               + (" *" if improved else ""))
         atomic_write_json(out_dir / METRICS_NAME, result)
     print(f"best epoch {result['best_epoch']} (validation, {len(val_records)} records), saved to {out_dir}")
@@ -164,17 +161,5 @@ def train_predictor(
 
 def main(args: argparse.Namespace) -> int:
     """Run `explainprune train` with parsed arguments."""
-    train_predictor(
-        args.data,
-        args.out,
-        arch=args.arch,
-        epochs=args.epochs,
-        inputs=args.inputs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-    )
+    train_predictor(config_from_arguments(PredictorTrainingConfig, args), args.out)
     return 0

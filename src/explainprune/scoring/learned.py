@@ -19,15 +19,7 @@ def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Te
     """The predictor's input: per sample, per span, (n_tokens, heads) layer-0 attention of the
     instruction rows on the span's scored tokens, on the model's device."""
     maps = instruction_attention(adapter, encoded)
-    features = []
-    for b, spans in enumerate(encoded.spans):
-        if spans and maps[b] is None:
-            raise ExplainPruneError(
-                f"sample {b} has no text after its last image or video: the predictor's features are the "
-                "attention of those instruction tokens"
-            )
-        features.append([maps[b][:, span.positions.to(maps[b].device)].T for span in spans])
-    return features
+    return [[maps[b][:, span.positions.to(maps[b].device)].T for span in spans] for b, spans in enumerate(encoded.spans)]
 
 
 TRAINING_DATA = {"image": "synthetic:split=train,n=8000", "video": "synthetic-video:split=train,n=4000,size=112|168|224,frames=4|8"}
@@ -54,6 +46,7 @@ class LearnedScorer(Scorer):
             if not isinstance(item, (str, Path, Predictor)):
                 raise ExplainPruneError(f"predictor must be a directory or a Predictor, got {type(item).__name__}")
             loaded = Predictor.from_pretrained(item) if isinstance(item, (str, Path)) else item
+            loaded.check_finite()
             if loaded.modality in self.predictors:
                 raise ExplainPruneError(f"two {loaded.modality} predictors given: pass at most one per modality")
             self.predictors[loaded.modality] = loaded
