@@ -69,3 +69,24 @@ def test_bad_settings_are_refused_in_one_line(arguments, message):
 def test_unsupported_model_type_is_refused():
     with pytest.raises(ExplainPruneError, match="cannot be pruned in vLLM"):
         hf_overrides("llava_onevision")
+
+
+def test_bench_random_model_pairs_real_shapes_with_the_embedded_tokenizer(tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    from explainprune.integrations.vllm.bench import random_model_dir
+
+    directory = random_model_dir("qwen2.5-vl-3b", 2, tmp_path / "model")
+    config = AutoConfig.from_pretrained(directory)
+    assert (config.text_config.num_hidden_layers, config.text_config.hidden_size) == (2, 2048)
+    processor = AutoProcessor.from_pretrained(directory)
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor"
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
+
+
+def test_bench_refuses_a_bad_keep_ratio_before_starting_vllm(capsys):
+    from explainprune.integrations.vllm.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--keep", "2"])
+    assert exit_info.value.code == 2 and "keep ratios must be in (0, 1]" in capsys.readouterr().err
