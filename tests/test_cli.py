@@ -65,6 +65,7 @@ def run_cli(argv, capsys) -> tuple[int, str]:
         (["collect", "--model", "m", "--data", "d", "--out", "o", "--limit", "-1"], "explainprune collect: error: argument --limit: expected an integer >= 1, got '-1'"),
         (["demo", "--attn-implementation", "flash"], "explainprune demo: error: argument --attn-implementation: invalid choice: 'flash'"),
         (["embedded", "train", "--out", "o", "--steps", "x"], "explainprune embedded train: error: argument --steps: expected an integer >= 0, got 'x'"),
+        (["embedded", "train", "--out", "o", "--lr", "inf"], "explainprune embedded train: error: argument --lr: expected a finite number > 0, got 'inf'"),
         (["lmms-eval", "--tasks", "t", "--out", "o", "--scorers", ","], "explainprune lmms-eval: error: argument --scorers: expected a comma-separated list of names, got ','"),
         (["nosuch"], "explainprune: error: argument command: invalid choice: 'nosuch'"),
     ],

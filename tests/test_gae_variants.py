@@ -9,7 +9,7 @@ from transformers import AttentionInterface
 from explainprune import Compressor
 from explainprune.adapters import get_adapter
 from explainprune.errors import ExplainPruneError
-from explainprune.explain import gae, gae_full_matrix, gae_variant, generate_answers
+from explainprune.explain import gae, gae_full_matrix, gae_variant, gae_variants, generate_answers
 from explainprune.explain.answers import select_answer_tokens
 from explainprune.explain.forward import explained_forward, explained_quantity, explaining, teacher_forced_batch
 from explainprune.explain.gae import (
@@ -170,6 +170,17 @@ def test_variants_rows_equal_full_matrix_reference(tiny_dirs, variant):
     for rows, full in zip(gae(adapter, encoded, answers, variant), gae_full_matrix(adapter, encoded, answers, variant)):
         assert rows[0].sum() > 0
         torch.testing.assert_close(rows[0], full[0], rtol=1e-4, atol=1e-6 * float(full[0].abs().max()))
+
+
+def test_several_variants_at_once_equal_each_alone(tiny_dirs):
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    adapter = get_adapter(model)
+    encoded = encode(model, processor)
+    answers = generate_answers(model, encoded, 3, keep_stop=True)
+    variants = [PRESETS["paper"], PRESETS["default"], gae_variant(heads="max"), gae_variant(gradient="probs")]
+    for variant, together in zip(variants, gae_variants(adapter, encoded, answers, variants)):
+        for sample_together, sample_alone in zip(together, gae(adapter, encoded, answers, variant)):
+            torch.testing.assert_close(sample_together[0], sample_alone[0])
 
 
 def test_answer_tokens_explain_the_chosen_prefix(tiny_dirs):

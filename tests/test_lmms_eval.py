@@ -21,10 +21,11 @@ except ImportError:
     pytest.skip("lmms-eval is not installed (`make install` adds it)", allow_module_level=True)
 
 from lmms_eval.api.instance import Instance
+from transformers import AutoModelForImageTextToText
 
 from explainprune import Compressor
 from explainprune.cli import main
-from explainprune.data import load_samples, make_inputs
+from explainprune.data import load_samples
 from explainprune.integrations.lmms_eval.model import ExplainPruneChat, ExplainPruneSimple
 from explainprune.integrations.lmms_eval.sweep import first_response
 from explainprune.integrations.lmms_eval.tasks import EMBEDDED_TASK, TASKS_DIR, write_embedded_task
@@ -36,8 +37,8 @@ GREEDY = {"max_new_tokens": 5, "temperature": 0, "until": []}
 @pytest.fixture
 def bf16_qwen(tiny_dirs):
     """The tiny Qwen2-VL as an object the caller already put on a device and dtype (cpu, bf16)."""
-    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
-    return model.to(torch.bfloat16), processor
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs["qwen2-vl"], dtype=torch.bfloat16).to("cpu").eval()
+    return model, load_tiny(tiny_dirs, "qwen2-vl")[1]
 
 
 def request(kind: str, arguments: tuple, doc_id: int) -> Instance:
@@ -231,6 +232,7 @@ def test_the_shipped_task_redraws_the_eval_images():
         assert np.array_equal(np.asarray(scene_image(row)[0]), np.asarray(sample.image))
 
 
+@pytest.mark.slow  # lmms-eval indexes its ~2000 task files first (~10 s)
 def test_sweep_reports_a_failed_run_and_exits_1(tiny_dirs, tmp_path, capsys):
     """The tiny model has no trained predictor: the learned runs fail, the baseline and uniform run."""
     out = tmp_path / "sweep"

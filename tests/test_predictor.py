@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from explainprune.errors import ExplainPruneError
 from explainprune.predictor import (
     Predictor,
     PredictorMismatchError,
@@ -235,6 +236,22 @@ def test_grid_arch_uses_the_2d_layout_and_paper_arch_does_not():
         assert torch.allclose(as_grid, as_transposed_grid) != layout_matters
 
 
+@pytest.mark.parametrize("arch, inputs", [("paper", "mean"), ("paper", "heads"), ("grid", "mean"), ("grid", "heads")])
+def test_head_mean_inputs_see_only_the_mean_and_per_head_inputs_each_head(arch, inputs):
+    predictor = make_predictor(arch, inputs=inputs)
+    assert predictor.blocks[0].depthwise.in_channels == (1 if inputs == "mean" else N_HEADS + 1)
+    record = make_record("r", [(1, 8, 8)], torch.Generator().manual_seed(6))
+    reference = predictor.predict(record.features, record.grids)
+    mixed = record.features[:, torch.tensor([1, 0, 3, 2])]  # the same head mean, heads swapped
+    assert torch.allclose(reference, predictor.predict(mixed, record.grids), atol=1e-6) == (inputs == "mean")
+
+
+def test_inputs_default_to_the_arch_and_bad_inputs_are_named():
+    assert make_predictor("paper").config["inputs"] == "mean" and make_predictor("grid").config["inputs"] == "heads"
+    with pytest.raises(ExplainPruneError, match="unknown predictor inputs 'all'"):
+        make_predictor("grid", inputs="all")
+
+
 @pytest.mark.parametrize("arch", ["paper", "grid"])
 def test_predictions_do_not_depend_on_attention_scale(arch):
     predictor = make_predictor(arch)
@@ -357,6 +374,8 @@ def test_cli_arguments_reach_train_predictor(monkeypatch):
     calls = []
     monkeypatch.setattr("explainprune.predictor.train.train_predictor", lambda *a, **k: calls.append((a, k)))
     assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
+    assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--inputs", "heads"])) == 0
     (data, out), options = calls[0]
     assert (str(data), str(out)) == ("d", "o")
-    assert (options["arch"], options["epochs"], options["batch_size"]) == ("grid", 2, 128)
+    assert (options["arch"], options["epochs"], options["batch_size"], options["inputs"]) == ("grid", 2, 128, None)
+    assert (calls[1][1]["arch"], calls[1][1]["inputs"]) == ("paper", "heads")

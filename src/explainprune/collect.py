@@ -5,7 +5,8 @@ dropped (counted in the manifest). For each image or clip of the kept samples on
 layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
 preprocessed into a target, and the token grids ((t, h, w): a clip's grid has t > 1, the input of a video
 predictor). The data must be of one modality. Rerun on the same directory, it resumes: shards
-are written atomically and samples already stored or dropped are skipped.
+are written atomically and samples already stored or dropped are skipped. Samples are processed in
+order of image size, so a batch holds one size where it can (no padding to the largest image).
 
 With the `gae` explainer the GAE variant (explain/gae.py) is the `default` preset unless `variant`
 (a preset: default, paper) or the single options (quantity, gradient, heads, answer_tokens) say
@@ -91,6 +92,7 @@ def collect(
     with ShardWriter(out_dir, manifest, shard_size) as writer:
         done = writer.done_ids()
         todo = [s for s in samples if s.id not in done and f"{s.id}#0" not in done]
+        todo.sort(key=lambda sample: (len(sample.video or ()), sample.frame_size))  # one size per batch: no padding (stable)
         with tqdm(total=len(samples), initial=len(samples) - len(todo), unit="sample", desc="collect") as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]

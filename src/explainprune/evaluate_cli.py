@@ -14,7 +14,7 @@ from .loading import load_model
 def main(args: argparse.Namespace) -> int:
     check_scorers(args.scorers)  # fails fast on a misspelt name, before loading anything
     samples = load_samples(args.data)
-    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
+    options = {"learned": {"predictor": args.predictor.split(",")}} if args.predictor else {}
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
     report |= evaluate(model, processor, samples, args.scorers, args.keep, options, args.batch_size, keep_answers=bool(args.answers))

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data directory written by `explainprune collect`")
     parser.add_argument("--out", type=Path, required=True, help="directory for the best checkpoint and metrics.json")
     parser.add_argument("--arch", choices=("paper", "grid"), default="paper", help="paper: 1-D convs; grid: 2-D/3-D convs")
+    parser.add_argument("--inputs", choices=("mean", "heads"), help="mean: head-mean attention; heads: per head plus the "
+                        "mean (default: mean for paper, heads for grid)")  # fmt: skip
     parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=positive_float, default=1e-3)

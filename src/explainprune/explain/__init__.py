@@ -8,7 +8,7 @@ paper).
 """
 
 from .answers import ANSWER_TOKENS, generate_answers
-from .gae import GAEVariant, gae, gae_full_matrix, gae_variant
+from .gae import GAEVariant, gae, gae_full_matrix, gae_variant, gae_variants
 from .gradxinput import gradxinput
 from .rollout import rollout
 from ..registry import Registry
@@ -25,6 +25,7 @@ __all__ = [
     "gae",
     "gae_full_matrix",
     "gae_variant",
+    "gae_variants",
     "generate_answers",
     "gradxinput",
     "preprocess_target",

@@ -114,29 +114,48 @@ def gae(
 
     `answers` as from `generate_answers(..., keep_stop=True)`; `variant.answer_tokens` picks the
     tokens explained."""
-    return _explain(adapter, encoded, answers, variant, _propagate_rows)
+    return _explain(adapter, encoded, answers, [variant], _propagate_rows)[0]
+
+
+def gae_variants(
+    adapter: Adapter, encoded: EncodedBatch, answers: list[torch.Tensor], variants: list[GAEVariant]
+) -> list[list[list[torch.Tensor]]]:
+    """`gae` for each of several variants, in order; one forward and backward per answer token
+    serves every variant with the same quantity and answer tokens."""
+    results: list = [None] * len(variants)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, variant in enumerate(variants):
+        groups.setdefault((variant.quantity, variant.answer_tokens), []).append(index)
+    for indices in groups.values():
+        relevance = _explain(adapter, encoded, answers, [variants[i] for i in indices], _propagate_rows)
+        for index, values in zip(indices, relevance):
+            results[index] = values
+    return results
 
 
 def gae_full_matrix(
     adapter: Adapter, encoded: EncodedBatch, answers: list[torch.Tensor], variant: GAEVariant = PRESETS["default"]
 ) -> list[list[torch.Tensor]]:
     """The same relevance computed with full N x N relevance matrices (reference, slow)."""
-    return _explain(adapter, encoded, answers, variant, _propagate_matrices)
+    return _explain(adapter, encoded, answers, [variant], _propagate_matrices)[0]
 
 
-def _explain(adapter, encoded, answers, variant, propagate) -> list[list[torch.Tensor]]:
-    batch = teacher_forced_batch(adapter, encoded, answers, variant.answer_tokens)
+def _explain(adapter, encoded, answers, variants, propagate) -> list[list[list[torch.Tensor]]]:
+    """Relevance of each variant (all with the quantity and answer tokens of the first)."""
+    first = variants[0]
+    batch = teacher_forced_batch(adapter, encoded, answers, first.answer_tokens)
     with explaining(adapter.model, eager=True):
-        forward = explained_forward(adapter.model, batch, attentions=True, gradients=True, quantity=variant.quantity)
-        relevance = torch.zeros(batch.inputs_embeds.shape[:2])
+        forward = explained_forward(adapter.model, batch, attentions=True, gradients=True, quantity=first.quantity)
+        relevance = torch.zeros(len(variants), *batch.inputs_embeds.shape[:2])
         for t, gradients in answer_token_gradients(forward, forward.attentions):
             with torch.no_grad():  # the propagation itself must not grow the autograd graph
-                layers = [gradient_weighted_attention(a, g, variant) for a, g in zip(forward.attentions, gradients)]
-                rows = propagate(layers, batch.query_rows[:, t])
-            relevance += rows.cpu() * batch.answer_mask[:, t, None].cpu()
+                for index, variant in enumerate(variants):
+                    layers = [gradient_weighted_attention(a, g, variant) for a, g in zip(forward.attentions, gradients)]
+                    rows = propagate(layers, batch.query_rows[:, t])
+                    relevance[index] += rows.cpu() * batch.answer_mask[:, t, None].cpu()
             del gradients, layers  # free this token's gradients before the next backward
     relevance /= batch.answer_lengths.cpu()[:, None]
-    return spans_of(encoded, relevance)
+    return [spans_of(encoded, values) for values in relevance]
 
 
 def _propagate_rows(layers: list[torch.Tensor], query_rows: torch.Tensor) -> torch.Tensor:

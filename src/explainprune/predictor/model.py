@@ -1,11 +1,13 @@
 """The relevance predictor: a fully convolutional net from layer-0 attention to token relevance.
 
 Architectures:
-  paper  head-mean attention (1 channel), depthwise-separable 1-D convs over the token sequence.
-  grid   per-head attention plus the head mean as channels, depthwise-separable 3-D convs over each
-         segment's (t, h, w) grid (for t == 1 only the kernel's central slice applies: a 2-D conv);
-         segments are processed separately and put back in sequence order.
+  paper  depthwise-separable 1-D convs over the token sequence.
+  grid   depthwise-separable 3-D convs over each segment's (t, h, w) grid (for t == 1 only the
+         kernel's central slice applies: a 2-D conv); segments are processed separately and put
+         back in sequence order.
 Both end in a 1x1 conv to one logit per token and a softmax over all tokens of the record.
+Input channels (`inputs`): `mean`, the head-mean attention (1 channel; the paper's, default of
+`paper`), or `heads`, per-head attention plus the head mean (n_heads + 1; default of `grid`).
 
 Inputs are normalised per record (divided by the record's mean, then log1p), so the net sees the
 same values whatever the token count. Batches are padded and masked: after every layer padding is
@@ -32,6 +34,8 @@ ARCHS = ("paper", "grid")
 MODALITIES = ("image", "video")
 DEFAULT_CHANNELS = (32, 64, 128, 256, 512)
 DEFAULT_KERNEL_SIZE = {"paper": 5, "grid": 3}
+INPUTS = ("mean", "heads")
+DEFAULT_INPUTS = {"paper": "mean", "grid": "heads"}
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -41,7 +45,7 @@ class PredictorMismatchError(ExplainPruneError):
 
 
 def full_config(config: dict) -> dict:
-    """Validate a predictor config and fill in default hidden sizes and kernel size."""
+    """Validate a predictor config and fill in default hidden sizes, kernel size and inputs."""
     missing = [key for key in ("arch", "n_heads", "fingerprint", "modality") if key not in config]
     if missing:
         raise ExplainPruneError(f"predictor config lacks {', '.join(missing)}")
@@ -60,7 +64,10 @@ def full_config(config: dict) -> dict:
         raise ExplainPruneError(f"channels must be positive ints, got {channels}")
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ExplainPruneError(f"kernel_size must be odd and positive, got {kernel_size}")
-    return {**config, "channels": channels, "kernel_size": kernel_size}
+    inputs = config.get("inputs", DEFAULT_INPUTS[arch])
+    if inputs not in INPUTS:
+        raise ExplainPruneError(f"unknown predictor inputs {inputs!r}; expected one of {INPUTS}")
+    return {**config, "channels": channels, "kernel_size": kernel_size, "inputs": inputs}
 
 
 class ChannelNorm(nn.Module):
@@ -147,7 +154,7 @@ class Predictor(nn.Module):
         self.config = full_config(config)
         arch, channels = self.config["arch"], self.config["channels"]
         self.spatial_dims = 1 if arch == "paper" else 3
-        in_channels = 1 if arch == "paper" else self.config["n_heads"] + 1
+        in_channels = 1 if self.config["inputs"] == "mean" else self.config["n_heads"] + 1
         widths = [in_channels, *channels]
         self.blocks = nn.ModuleList(
             SeparableBlock(self.spatial_dims, c_in, c_out, self.config["kernel_size"])
@@ -167,7 +174,7 @@ class Predictor(nn.Module):
     def normalised_inputs(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, n_heads) attention -> (B, N, C) scale-free inputs, zero on padding."""
         head_mean = features.mean(dim=-1, keepdim=True)
-        x = head_mean if self.config["arch"] == "paper" else torch.cat([features, head_mean], dim=-1)
+        x = head_mean if self.config["inputs"] == "mean" else torch.cat([features, head_mean], dim=-1)
         weights = mask.unsqueeze(-1).to(x.dtype)
         record_mean = (x * weights).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp_min(1)
         return torch.log1p(x / record_mean.clamp_min(1e-12)) * weights
@@ -246,4 +253,5 @@ class Predictor(nn.Module):
             predictor.load_state_dict(state)
         except RuntimeError as error:
             raise ExplainPruneError(f"weights {weights_path} do not fit config {config_path}: {error}") from error
-        return predictor.eval()
+        # A float32 net whatever torch's default dtype is (serving engines set it to the LLM's).
+        return predictor.float().eval()

@@ -88,6 +88,7 @@ def train_predictor(
     out_dir: str | Path,
     arch: str = "paper",
     epochs: int = DEFAULT_EPOCHS,
+    inputs: str | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     val_fraction: float = 0.1,
@@ -96,6 +97,7 @@ def train_predictor(
     dtype: str | torch.dtype = "fp32",
 ) -> dict:
     """Train with Adam on KL(target || predicted); keep the best-validation-KL checkpoint in out_dir.
+    `inputs` (mean or heads; None: the arch's default) are the predictor's input channels.
 
     Runs on `device` (default: cuda if available, else cpu). Weights and optimizer state stay in
     float32; with `dtype` bf16 or fp16 the forward passes run under autocast in that precision.
@@ -110,14 +112,13 @@ def train_predictor(
     device = resolve_device(device)
     autocast = torch.autocast(device.type, dtype=torch_dtype(dtype), enabled=torch_dtype(dtype) != torch.float32)
     torch.manual_seed(seed)
-    model = Predictor(
-        {
-            "arch": arch,
-            "n_heads": manifest["n_heads"],
-            "fingerprint": manifest["fingerprint"],
-            "modality": manifest["modality"],
-        }
-    ).to(device)
+    config = {
+        "arch": arch,
+        "n_heads": manifest["n_heads"],
+        "fingerprint": manifest["fingerprint"],
+        "modality": manifest["modality"],
+    }
+    model = Predictor(config if inputs is None else {**config, "inputs": inputs}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)
     out_dir = Path(out_dir)
@@ -126,6 +127,7 @@ def train_predictor(
 
     result = {
         "arch": arch,
+        "inputs": model.config["inputs"],
         "data_dir": str(data_dir),
         "train_records": len(train_records),
         "val_records": len(val_records),
@@ -167,6 +169,7 @@ def main(args: argparse.Namespace) -> int:
         args.out,
         arch=args.arch,
         epochs=args.epochs,
+        inputs=args.inputs,
         batch_size=args.batch_size,
         lr=args.lr,
         val_fraction=args.val_fraction,

@@ -13,7 +13,6 @@ import argparse
 import json
 import numbers
 import traceback
-from pathlib import Path
 
 from ...arguments import check_scorers
 from ...bench.quality import format_table, retention_report
