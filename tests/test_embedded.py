@@ -90,7 +90,7 @@ def test_attention_loss_gives_each_group_its_own_head():
 
 SMALL = TrainingConfig(
     vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
-    synthetic_images=2, easy_images=1, eval_every=100, val_n=4, val_clips=3, test_n=3, test_clips=3, easy_test_n=3,
+    synthetic_images=2, easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
 )  # fmt: skip
 
 
