@@ -12,6 +12,22 @@ import torch
 from .adapters import Adapter, EncodedBatch
 
 
+def rotated_keys(adapter: Adapter, attention, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(B, kv_heads, L, head_dim) keys of `attention` for its normed input, rotary embedding applied."""
+    batch, length, _ = normed.shape
+    key = attention.k_proj(normed).view(batch, length, -1, attention.head_dim).transpose(1, 2)
+    return adapter.apply_rotary(key, key, cos, sin)[0]
+
+
+def layer_keys(adapter: Adapter, layer_index: int, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """(B, kv_heads, L, head_dim) rotated keys of decoder layer `layer_index` from its input hidden states."""
+    language_model = adapter.language_model
+    layer = language_model.layers[layer_index]
+    normed = layer.input_layernorm(hidden_states)
+    cos, sin = language_model.rotary_emb(normed, position_ids)
+    return rotated_keys(adapter, layer.self_attn, normed, cos, sin)
+
+
 def attention_rows(
     adapter: Adapter,
     layer_index: int,
@@ -37,9 +53,8 @@ def attention_rows(
         sample_rows = sample_rows.to(hidden_states.device)
         x = normed[sample : sample + 1]
         query = attention.q_proj(x[:, sample_rows]).view(1, len(sample_rows), -1, head_dim).transpose(1, 2)
-        key = attention.k_proj(x).view(1, length, -1, head_dim).transpose(1, 2)
         query, _ = adapter.apply_rotary(query, query, cos[sample : sample + 1, sample_rows], sin[sample : sample + 1, sample_rows])
-        key, _ = adapter.apply_rotary(key, key, cos[sample : sample + 1], sin[sample : sample + 1])
+        key = rotated_keys(adapter, attention, x, cos[sample : sample + 1], sin[sample : sample + 1])
         key = key.repeat_interleave(attention.num_key_value_groups, dim=1)
         scores = torch.matmul(query, key.transpose(2, 3)) * attention.scaling
         allowed = (key_index[None, :] <= sample_rows[:, None]) & attention_mask[sample].bool()[None, :]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import torch
+from transformers.vision_utils import get_vision_window_index
 
+from ..vision_saliency import TokenSaliency, packed_qwen_attention
 from .base import Adapter, EncodedBatch, merge_spans, spans_from_grids
 
 
@@ -16,6 +18,36 @@ class Qwen2VLAdapter(Adapter):
         if grid_thw is None:
             return []
         return [(int(t), int(h) // merge, int(w) // merge) for t, h, w in grid_thw.tolist()]
+
+    def saliency_attention(self):
+        """The last full-attention vision block's attention (Qwen2.5-VL: the last of fullatt_block_indexes)."""
+        vision = self.model.model.visual
+        full_attention = getattr(vision.config, "fullatt_block_indexes", None)
+        return vision.blocks[full_attention[-1] if full_attention else len(vision.blocks) - 1].attn
+
+    def token_saliency(self, capture):
+        """Patch saliency summed over each 2x2 merge group, keys averaged; Qwen2.5-VL's window
+        reordering (the blocks see merge groups in window order) undone to the LLM's raster order."""
+        vision = self.model.model.visual
+        config = vision.config
+        unit = config.spatial_merge_size**2
+        result = {}
+        for modality, hidden, kwargs in self.captured_calls(capture):
+            grid_thw = capture.inputs[f"{modality}_grid_thw"]
+            received, keys = packed_qwen_attention(
+                self.saliency_attention(), hidden, kwargs["cu_seqlens"], kwargs["position_embeddings"]
+            )
+            saliency = received.view(-1, unit).sum(-1)
+            keys = keys.view(-1, unit, keys.shape[-1]).mean(1)
+            if getattr(config, "fullatt_block_indexes", None):
+                window_index, _ = get_vision_window_index(
+                    grid_thw.cpu(), config.spatial_merge_size, config.window_size, config.patch_size
+                )
+                raster = torch.argsort(window_index).to(saliency.device)
+                saliency, keys = saliency[raster], keys[raster]
+            sizes = (grid_thw.prod(-1) // unit).tolist()
+            result[modality] = [TokenSaliency(s, k) for s, k in zip(saliency.split(sizes), keys.split(sizes))]
+        return result
 
     def rope_index_kwargs(self, inputs: dict) -> dict:
         """Extra arguments of the family's get_rope_index."""
