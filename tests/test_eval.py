@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from explainprune.bench.quality import bootstrap_retention
+from explainprune.bench.quality import bootstrap_difference, bootstrap_retention
 from explainprune.cli import main
 
 
@@ -20,10 +20,10 @@ def test_eval_writes_the_documented_json(tiny_dirs, tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"model", "data", "n", "baseline_accuracy", "rows"}
+    assert set(report) == {"model", "data", "options", "n", "baseline_accuracy", "rows"}
     assert report["n"] == 6 and len(report["rows"]) == 9
     for row in report["rows"]:
-        assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens"}
+        assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens", "oracle"}
         assert len(row["retention_ci"]) == 2
     by_keep = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
     full = by_keep[("layer0", 1.0)]["visual_tokens"]
@@ -42,10 +42,47 @@ def test_bootstrap_interval_contains_the_point_estimate():
     assert low < point < high and high - low < 15
 
 
+def test_eval_reports_paired_differences_to_the_reference_and_marks_oracles(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main([
+        "eval", "--model", "embedded", "--data", "synthetic:split=test,seed=3,n=8,size=224",
+        "--keep", "1,0.25", "--scorers", "random,divprune,mask-oracle", "--reference", "random",
+        "--option", "random.seed=3", "--json", str(out), "--batch-size", "4",
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["reference"] == "random" and report["options"] == {"random": {"seed": "3"}}
+    rows = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
+    assert rows[("random", 0.25)]["vs_reference"] == 0.0 and rows[("random", 0.25)]["vs_reference_ci"] == [0.0, 0.0]
+    for name in ("divprune", "mask-oracle"):
+        row = rows[(name, 0.25)]
+        assert row["vs_reference"] == round(row["retention"] - rows[("random", 0.25)]["retention"], 2)
+        low, high = row["vs_reference_ci"]
+        assert low <= row["vs_reference"] <= high
+    assert rows[("mask-oracle", 0.25)]["oracle"] and not rows[("divprune", 0.25)]["oracle"]
+    printed = capsys.readouterr().out
+    assert "vs random" in printed and "mask-oracle *" in printed and "* oracle:" in printed
+
+
+def test_paired_difference_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    baseline = (rng.random(400) < 0.9).astype(float)
+    reference = baseline * (rng.random(400) < 0.7)
+    better = np.maximum(reference, baseline * (rng.random(400) < 0.5))
+    low, high = bootstrap_difference(better, reference, baseline)
+    point = 100 * (better.mean() - reference.mean()) / baseline.mean()
+    assert 0 < low < point < high
+    assert bootstrap_difference(reference, reference, baseline) == [0.0, 0.0]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["eval", "--keep", "0,0.5"], "--keep ratios must be in (0, 1]"),
+        (["eval", "--scorers", "random", "--reference", "learned"], "--reference 'learned' must be one of --scorers"),
+        (["eval", "--scorers", "random", "--option", "seed=3"], "--option must look like SCORER.KEY=VALUE"),
+        (["eval", "--scorers", "random", "--option", "dart.layer=3"], "names scorer 'dart', which is not in --scorers"),
+        (["eval", "--scorers", "dart", "--option", "dart.depth=3"], "scorer 'dart' does not take option(s) ['depth']"),
         (["eval", "--scorers", "layer0,attn"], "unknown scorer 'attn'; known scorers:"),
         (["eval", "--model", "/nonexistent/model", "--scorers", "random"], "not 'embedded' and not a model directory"),
     ],

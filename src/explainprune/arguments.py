@@ -25,3 +25,30 @@ def scorer_list(text: str) -> list[str]:
     for name in names:
         scorer_class(name)
     return names
+
+
+def option_value(text: str):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+def scorer_options(items: list[str], scorers: list[str]) -> dict[str, dict]:
+    """['learned-mmr.mmr_lambda=0.5'] -> {'learned-mmr': {'mmr_lambda': 0.5}}; the scorer must be listed."""
+    options: dict[str, dict] = {}
+    for item in items:
+        target, eq, value = item.partition("=")
+        name, dot, key = target.rpartition(".")
+        if not eq or not dot or not name or not key:
+            raise ExplainPruneError(f"--option must look like SCORER.KEY=VALUE (e.g. dart.layer=3), got {item!r}")
+        if name not in scorers:
+            raise ExplainPruneError(f"--option {item!r} names scorer {name!r}, which is not in --scorers ({', '.join(scorers)})")
+        options.setdefault(name, {})[key] = option_value(value)
+    return options

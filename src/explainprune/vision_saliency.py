@@ -120,6 +120,7 @@ def feature_layer_attention(vision_tower, feature_layer) -> torch.nn.Module:
     return layers[index].self_attn
 
 
+@torch.no_grad()
 def span_saliency(adapter: Adapter, encoded: EncodedBatch) -> list[list[TokenSaliency]]:
     """Per sample, per span, the vision saliency and keys of its scored tokens (in `span.positions` order)."""
     if encoded.vision_capture is None:

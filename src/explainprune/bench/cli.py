@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--text-tokens", type=int, default=32, help="non-visual prompt tokens (a one-question chat prompt)")
     parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
     parser.add_argument("--scorers", default=",".join(DEFAULT_SCORERS), help="comma-separated scorer names")
-    parser.add_argument("--fastv-layer", type=int, default=2, help="FastV's pruning layer K")
+    parser.add_argument(
+        "--inllm-layer", "--fastv-layer", dest="inllm_layer", type=int, default=2,
+        help="pruning layer K of the in-LLM pruners (fastv, dart)",
+    )  # fmt: skip
     parser.add_argument(
         "--predictor", metavar="DIR", help="learned scorer's predictor (default: the shipped one for `embedded`, "
         "else an untrained predictor of the default size: its speed, not its choices, is measured)",
@@ -63,9 +66,14 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     model = build_model(args.arch, DTYPES[args.dtype], args.layers)
     inputs = synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed)
     predictor = args.predictor
-    if predictor is None and "learned" in scorers and args.arch != "embedded":
+    if predictor is None and {"learned", "learned-mmr"} & set(scorers) and args.arch != "embedded":
         predictor = untrained_predictor(model)
-    scorer_options = {"fastv": {"layer": args.fastv_layer}, "learned": {"predictor": predictor}}
+    scorer_options = {
+        "fastv": {"layer": args.inllm_layer},
+        "dart": {"layer": args.inllm_layer},
+        "learned": {"predictor": predictor},
+        "learned-mmr": {"predictor": predictor},
+    }
     result = run_benchmark(
         model,
         inputs,

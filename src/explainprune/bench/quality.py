@@ -1,8 +1,10 @@
 """Quality harness: accuracy and retention of every scorer and keep ratio on a VQA data set.
 
 Retention = accuracy / accuracy at keep 1.0 x 100, with a paired bootstrap 95% interval over questions.
+With a reference scorer, each row also gets the difference of its retention to the reference's at the
+same keep ratio, with a paired bootstrap 95% interval (the same questions resampled for both).
 Each batch is encoded once (vision tower included); each scorer scores it once; every keep ratio
-then reuses those scores.
+then reuses those scores. Oracles that need labels (`mask-oracle`) are built per batch from its samples.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from tqdm.auto import tqdm
 from ..compressor import Compressor, prune_stats
 from ..data import is_correct, make_inputs
 from ..data.sample import Sample
+from ..errors import ExplainPruneError
+from ..scoring import scorer_class
 
 MAX_NEW_TOKENS = 6
 
@@ -46,6 +50,19 @@ def bootstrap_retention(correct: np.ndarray, baseline: np.ndarray, rounds: int =
     return [round(float(low), 2), round(float(high), 2)]
 
 
+def bootstrap_difference(correct: np.ndarray, reference: np.ndarray, baseline: np.ndarray, rounds: int = 2000, seed: int = 0):
+    """95% interval of the retention difference 100 * (mean(correct) - mean(reference)) / mean(baseline),
+    the three resampled on the same questions ([None, None] when the baseline answers nothing right)."""
+    if not baseline.any():
+        return [None, None]
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(correct), size=(rounds, len(correct)))
+    base = baseline[index].mean(1)
+    difference = 100.0 * (correct[index].mean(1) - reference[index].mean(1)) / np.where(base > 0, base, np.nan)
+    low, high = np.nanpercentile(difference, [2.5, 97.5])
+    return [round(float(low), 2), round(float(high), 2)]
+
+
 def evaluate(
     model,
     processor,
@@ -55,9 +72,14 @@ def evaluate(
     scorer_options: dict[str, dict] | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    reference: str | None = None,
 ) -> dict:
-    """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep."""
+    """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
+    with `reference` (one of `scorers`), each row's retention difference to it with a paired interval."""
     scorer_options = scorer_options or {}
+    if reference is not None and reference not in scorers:
+        raise ExplainPruneError(f"reference scorer {reference!r} must be one of the evaluated scorers: {', '.join(scorers)}")
+    oracles = [name for name in scorers if getattr(scorer_class(name), "needs_labels", False)]
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {
         (name, keep): Compressor(model, processor, scorer=name, keep_ratio=keep, **scorer_options.get(name, {}))
@@ -65,13 +87,17 @@ def evaluate(
         for keep in pruned_keeps
     }
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
+    capture_vision = any(getattr(c.scorer, "needs_vision_capture", False) for c in compressors.values())
     correct: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
     tokens: dict = {key: [] for key in correct}
     bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
         inputs = make_inputs(processor, batch)
-        encoded = baseline_compressor.encode(**inputs)
+        encoded = baseline_compressor.encode(capture_vision=capture_vision, **inputs)
+        for name in oracles:
+            for keep in pruned_keeps:
+                compressors[(name, keep)].scorer = scorer_class(name).for_samples(batch)
         runs = [(("baseline", 1.0), baseline_compressor, None)]
         for name in scorers:
             first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
@@ -92,34 +118,55 @@ def evaluate(
             key = ("baseline", 1.0) if keep >= 1.0 else (name, keep)
             hits = np.array(correct[key], dtype=float)
             accuracy = float(hits.mean())
-            rows.append(
-                {
-                    "scorer": name,
-                    "keep_ratio": keep,
-                    "accuracy": round(accuracy, 4),
-                    "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
-                    "retention_ci": bootstrap_retention(hits, baseline),
-                    "visual_tokens": round(float(np.mean(tokens[key])), 1),
-                }
-            )
-    return {"n": len(samples), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+            row = {
+                "scorer": name,
+                "keep_ratio": keep,
+                "accuracy": round(accuracy, 4),
+                "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
+                "retention_ci": bootstrap_retention(hits, baseline),
+                "visual_tokens": round(float(np.mean(tokens[key])), 1),
+                "oracle": name in oracles,
+            }
+            if reference is not None:
+                reference_hits = np.array(correct[("baseline", 1.0) if keep >= 1.0 else (reference, keep)], dtype=float)
+                difference = 100.0 * (accuracy - float(reference_hits.mean())) / baseline_accuracy if baseline_accuracy else None
+                row["vs_reference"] = round(difference, 2) if difference is not None else None
+                row["vs_reference_ci"] = bootstrap_difference(hits, reference_hits, baseline)
+            rows.append(row)
+    report = {"n": len(samples), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+    return report | ({"reference": reference} if reference is not None else {})
 
 
 def format_table(report: dict) -> str:
     """A fixed-width table of an evaluate() report."""
-    lines = [
-        f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}",
-        f"{'scorer':<10} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16} {'tokens':>7}",
-    ]
+    reference = report.get("reference")
+    width = max(10, *(len(row["scorer"]) + 2 * row.get("oracle", False) for row in report["rows"]))
+    header = f"{'scorer':<{width}} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16} {'tokens':>7}"
+    if reference:
+        header += f" {'vs ' + reference:>13} {'paired 95% CI':>16}"
+    lines = [f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}", header]
     for row in report["rows"]:
-        low, high = row["retention_ci"]
         retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
-        interval = f"[{low:.1f}, {high:.1f}]" if low is not None else "n/a"
-        lines.append(
-            f"{row['scorer']:<10} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
-            f"{interval:>16} {row['visual_tokens']:>7.1f}"
+        name = f"{row['scorer']} *" if row.get("oracle") else row["scorer"]
+        line = (
+            f"{name:<{width}} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
+            f"{_interval(row['retention_ci']):>16} {row['visual_tokens']:>7.1f}"
         )
+        if reference:
+            difference = f"{row['vs_reference']:+.1f}" if row["vs_reference"] is not None else "n/a"
+            line += f" {difference:>13} {_interval(row['vs_reference_ci'], signed=True):>16}"
+        lines.append(line)
+    if any(row.get("oracle") for row in report["rows"]):
+        lines.append("* oracle: uses the labels (where the question's objects are), an upper bound, not a method")
     return "\n".join(lines)
+
+
+def _interval(interval, signed: bool = False) -> str:
+    low, high = interval
+    if low is None:
+        return "n/a"
+    template = "[{:+.1f}, {:+.1f}]" if signed else "[{:.1f}, {:.1f}]"
+    return template.format(low, high)
 
 
 def plot_retention(report: dict, path) -> None:
@@ -132,7 +179,14 @@ def plot_retention(report: dict, path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(row["scorer"] for row in report["rows"]):
         rows = sorted((r for r in report["rows"] if r["scorer"] == name), key=lambda r: r["keep_ratio"])
-        axis.plot([r["keep_ratio"] for r in rows], [r["retention"] for r in rows], marker="o", label=name)
+        oracle = rows[0].get("oracle", False)
+        axis.plot(
+            [r["keep_ratio"] for r in rows],
+            [r["retention"] for r in rows],
+            marker="o",
+            linestyle="--" if oracle else "-",
+            label=f"{name} (oracle)" if oracle else name,
+        )
     axis.set_xlabel("keep ratio (share of visual tokens kept)")
     axis.set_ylabel("retention (% of unpruned accuracy)")
     axis.set_title(f"{report.get('model', '')} on {report.get('data', '')}\n(n={report['n']})", fontsize=9)
