@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from types import SimpleNamespace
 
-from explainprune.bench import add_arguments, main
+from explainprune.bench import main
+from explainprune.cli import build_parser
 from explainprune.bench.flops import prefill_flops
 
 ROW_KEYS = {"scorer", "keep_ratio", "vision_s", "scoring_s", "prefill_s", "prefill_ratio", "ttft_s", "decode_tok_s", "kv_bytes", "flops"}
 
 
 def parse(*argv):
-    return add_arguments(argparse.ArgumentParser()).parse_args(list(argv))
+    return build_parser().parse_args(["bench", *argv])
 
 
 def test_smoke_run_writes_the_report(tmp_path):

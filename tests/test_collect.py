@@ -1,6 +1,5 @@
 """`collect`: records, correctness filtering, and resuming after an interruption."""
 
-import argparse
 import json
 
 import pytest
@@ -8,7 +7,8 @@ import torch
 from conftest import image, load_tiny
 
 from explainprune.adapters import get_adapter
-from explainprune.collect import add_arguments, collect, main
+from explainprune.cli import build_parser
+from explainprune.collect import collect, main
 from explainprune.data import make_inputs
 from explainprune.data.specs import load_samples
 from explainprune.explain import gae, gae_variant, generate_answers, preprocess_target
@@ -99,11 +99,9 @@ def test_interrupted_collection_resumes_without_losing_or_repeating_samples(qwen
 
 
 def test_command_line_collects_from_a_model_directory(tiny_dirs, dataset, tmp_path):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = ["--model", str(tiny_dirs["llava"]), "--data", dataset, "--out", str(tmp_path / "out"), "--limit", "2",
+    args = ["collect", "--model", str(tiny_dirs["llava"]), "--data", dataset, "--out", str(tmp_path / "out"), "--limit", "2",
             "--explainer", "rollout", "--keep-incorrect", "--max-new-tokens", "2"]  # fmt: skip
-    main(parser.parse_args(args))
+    main(build_parser().parse_args(args))
     manifest, records = load_records(tmp_path / "out")
     assert [r.id for r in records] == ["s0#0", "s1#0"]
     assert manifest["explainer"] == "rollout" and manifest["fingerprint"].startswith("llava:")
@@ -117,9 +115,7 @@ def test_unknown_explainer_is_refused(qwen, dataset, tmp_path):
 
 def test_command_line_gae_options_reach_the_targets_and_the_manifest(qwen, dataset, tmp_path):
     model, processor = qwen
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
+    args = build_parser().parse_args(["collect", "--model", "unused", "--data", dataset, "--out", str(tmp_path), "--limit", "2",
                               "--keep-incorrect", "--variant", "paper", "--heads", "max"])  # fmt: skip
     options = {name: getattr(args, name) for name in ("variant", "quantity", "gradient", "heads", "answer_tokens")}
     manifest = collect(model, processor, dataset, tmp_path, limit=2, only_correct=False, **options)

@@ -18,3 +18,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["n"] == 8 and {row["scorer"] for row in report["rows"]} == {"learned", "layer0", "uniform", "random"}
     assert (tmp_path / "retention.png").is_file()
+
+
+def test_demo_runs_on_cpu_in_bf16(tmp_path, capsys):
+    assert main(["demo", "--n", "4", "--out", str(tmp_path), "--device", "cpu", "--dtype", "bf16"]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert (report["device"], report["dtype"], report["n"]) == ("cpu", "bf16", 4)

@@ -1,6 +1,8 @@
 """The embedded model's recipe: model/processor construction, targets and losses, a short training run
 that saves a directory the Auto classes load (the shipped model itself: test_embedded_model.py)."""
 
+import argparse
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +14,13 @@ from explainprune.data import load_samples, make_inputs
 from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
-from explainprune.embedded.train import train_embedded
+from explainprune.configs import config_from_arguments, load_config, save_config
+from explainprune.data.synthetic_video import frame_objects
+from explainprune.embedded.batches import BatchPlan, Visual, encode_batch, plan_clips
+from explainprune.embedded.config import TrainingConfig
+from explainprune.commands.embedded_train import add_arguments
+from explainprune.embedded.train import command_line, joint_forward, relevant_cells, train_embedded
+from explainprune.errors import ExplainPruneError
 
 
 @pytest.fixture(scope="module")
@@ -79,21 +87,103 @@ def test_attention_loss_gives_each_group_its_own_head():
     assert matched.item() < 1e-5 and swapped.item() > 10
 
 
+SMALL = TrainingConfig(
+    vision_steps=2, vision_images=2, joint_steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
+    synthetic_images=2, easy_images=1, eval_every=100, val_n=4, val_clips=3, test_n=3, test_clips=3, easy_test_n=3,
+)  # fmt: skip
+
+
 def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
-    report = train_embedded(
-        tmp_path, vision_steps=2, vision_images=2, steps=2, answer_steps=2, answer_images=2, test_n=6, easy_test_n=6,
-        val_n=6, eval_every=100, threads=1,
-    )  # fmt: skip
+    report = train_embedded(tmp_path, SMALL, threads=1)
     assert (tmp_path / "model.safetensors").stat().st_size <= 20 * 2**20
     saved = json.loads((tmp_path / "training.json").read_text())
-    assert saved["settings"]["seed"] == 0 and saved["settings"]["steps"] == 2 and saved["settings"]["answer_steps"] == 2
+    assert saved["config"] == dataclasses.asdict(SMALL) | {"attention_layers": [1, 2]}
+    assert load_config(TrainingConfig, tmp_path / "training-config.json") == SMALL  # saved verbatim
+    assert saved["command"].startswith("explainprune embedded train --out DIR --seed 0 --vision-steps 2")
+    assert str(tmp_path) not in (tmp_path / "training.json").read_text()  # no machine paths
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in log] == [2, 4, 6] and "cell_shape_acc" in log[0]
-    assert "cell" in log[1] and "cell" not in log[2] and "val" in log[2]  # the answer stage freezes the vision tower
-    assert {"synthetic_test_112", "synthetic_test_224", "synthetic_test_336", "synthetic_test_448", "easy_vqa_test"} <= set(
-        report["accuracy"]
-    )
+    assert [record["step"] for record in log] == [2, 6] and "cell_shape_acc" in log[0]
+    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "val", "val_video"} <= set(log[1])
+    assert {"synthetic_test_112", "synthetic_test_448", "synthetic_video_test", "easy_vqa_test"} <= set(report["accuracy"])
     model = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(tmp_path)
     assert model.config.model_type == "qwen2_vl" and processor.tokenizer.eos_token == "<|im_end|>"
     assert not any("head" in name and "lm_head" not in name for name in model.state_dict())  # auxiliary head not shipped
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(ExplainPruneError, match="already holds a trained model"):
+        train_embedded(tmp_path, SMALL)
+
+
+def test_a_run_resumes_only_with_its_own_settings(tmp_path):
+    save_config(SMALL, tmp_path / "training-config.json")
+    with pytest.raises(ExplainPruneError, match="unfinished run with other settings"):
+        train_embedded(tmp_path, dataclasses.replace(SMALL, seed=1))
+
+
+def test_command_line_options_fill_the_config(capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--out", "run", "--seed", "3", "--attention-layers", "0,3", "--lr", "2e-3"])
+    config = config_from_arguments(TrainingConfig, args)
+    assert config == dataclasses.replace(TrainingConfig(), seed=3, attention_layers=(0, 3), lr=2e-3)
+    assert command_line(config) == "explainprune embedded train --out DIR --seed 3 --lr 0.002 --attention-layers 0,3"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "run", "--lr", "nan"])
+    assert "argument --lr: expected a finite number >= 0, got 'nan'" in capsys.readouterr().err
+
+
+def test_training_batches_match_the_processor(built):
+    """The training path (pixels once per image or clip, tokens shared by its questions) gives the logits
+    of the plain processor path with one image or clip per question."""
+    model, processor = built
+    scene = load_samples("synthetic:split=train,n=1,size=112")[0]
+    clip = load_samples("synthetic-video:split=train,n=1,size=112,frames=4")[0]
+    plan = BatchPlan()
+    plan.add(Visual("image", [scene.image], None), [scene, dataclasses.replace(scene, question="list the objects from left to right.")])
+    plan.add(Visual("video", clip.video, None), [clip, dataclasses.replace(clip, question="which shape moves?")])
+    batch = encode_batch(processor, plan)
+    with torch.no_grad():
+        logits = joint_forward(model, batch, plan)[0].logits
+        reference = model(**make_inputs(processor, plan.questions, [q.answer for q in plan.questions])).logits
+    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_clip_batches_carry_targets_per_temporal_patch():
+    plan = plan_clips(seed=0, step=5, clips=2, questions_per_clip=3)
+    again = plan_clips(seed=0, step=5, clips=2, questions_per_clip=3)
+    assert [(q.question, q.answer) for q in plan.questions] == [(q.question, q.answer) for q in again.questions]
+    for visual in plan.visuals:
+        assert visual.modality == "video" and len(visual.targets) == len(visual.frames) // 2
+    for question in plan.questions:
+        video = question.video
+        assert question.modality == "video" and any(video is v.frames for v in plan.visuals)
+
+
+def test_video_questions_point_at_their_frames():
+    """The attention targets of a clip question are the queried object's tokens in the right temporal patches."""
+    clips = load_samples("synthetic-video:split=val,seed=0,n=20,size=224,frames=8")
+    for clip in clips:
+        targets = [cell_targets(frame_objects(clip, f), clip.mask[f]) for f in range(0, 8, 2)]
+        heads = relevant_cells(clip, targets)
+        cells = targets[0]["object"].numel()
+        patches = [sorted(set((h // cells).tolist())) for h in heads]
+        objects = torch.cat([t["object"] for t in targets])
+        assert all(h.numel() for h in heads) and all(len(set(objects[h].tolist())) == 1 for h in heads)
+        if clip.qtype == "colour_end":
+            assert patches == [[3]]
+        if clip.qtype == "direction":
+            assert len(heads) == 2 and patches[0] < patches[1]
+        if clip.qtype == "frames":
+            assert 2 * len(patches[0]) == int(clip.answer)
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_weights(tmp_path):
+    """Everything follows from the seed: two runs of one config end with equal weights, another seed not."""
+    config = dataclasses.replace(SMALL, vision_steps=1, joint_steps=2, first_cycle=0, video_start=1)
+    weights = {}
+    for name, seed in (("first", 0), ("again", 0), ("other", 1)):
+        train_embedded(tmp_path / name, dataclasses.replace(config, seed=seed), threads=1)
+        weights[name] = AutoModelForImageTextToText.from_pretrained(tmp_path / name).state_dict()
+    assert all(torch.equal(weights["first"][key], weights["again"][key]) for key in weights["first"])
+    assert not torch.equal(weights["first"]["lm_head.weight"], weights["other"]["lm_head.weight"])

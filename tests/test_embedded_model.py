@@ -50,7 +50,7 @@ def test_learned_scorer_defaults_to_the_shipped_predictor(embedded):
     compressor = Compressor(model, processor, scorer="learned", keep_ratio=0.25)
     (sample,) = load_samples("synthetic:split=test,seed=0,n=1,size=224")
     stats = compressor.prepare(**make_inputs(processor, [sample])).stats
-    assert compressor.scorer.predictor.config == predictor.config
+    assert compressor.scorer.predictors["image"].config == predictor.config
     assert stats.visual_after == [16] and stats.visual_before == [64]
 
 

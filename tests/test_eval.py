@@ -20,7 +20,8 @@ def test_eval_writes_the_documented_json(tiny_dirs, tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"model", "data", "options", "n", "baseline_accuracy", "rows"}
+    assert set(report) == {"model", "data", "device", "dtype", "options", "n", "baseline_accuracy", "rows"}
+    assert (report["device"], report["dtype"]) == ("cpu", "fp32")
     assert report["n"] == 6 and len(report["rows"]) == 9
     for row in report["rows"]:
         assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens", "oracle"}
@@ -78,10 +79,10 @@ def test_paired_difference_interval_contains_the_point_estimate():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "--keep", "0,0.5"], "--keep ratios must be in (0, 1]"),
+        (["eval", "--keep", "0,0.5"], "argument --keep: keep ratios must be in (0, 1]"),
         (["eval", "--scorers", "random", "--reference", "learned"], "--reference 'learned' must be one of --scorers"),
-        (["eval", "--scorers", "random", "--option", "seed=3"], "--option must look like SCORER.KEY=VALUE"),
-        (["eval", "--scorers", "random", "--option", "dart.layer=3"], "names scorer 'dart', which is not in --scorers"),
+        (["eval", "--scorers", "random", "--option", "seed=3"], "expected SCORER.KEY=VALUE"),
+        (["eval", "--scorers", "random", "--option", "dart.layer=3"], "scorer 'dart' is not in --scorers"),
         (["eval", "--scorers", "dart", "--option", "dart.depth=3"], "scorer 'dart' does not take option(s) ['depth']"),
         (["eval", "--scorers", "layer0,attn"], "unknown scorer 'attn'; known scorers:"),
         (["eval", "--model", "/nonexistent/model", "--scorers", "random"], "not 'embedded' and not a model directory"),

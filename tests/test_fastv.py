@@ -18,9 +18,12 @@ def padded_pair(processor):
     return image_inputs(processor, [image(150, 100), image(100, 150, 1)], ["what colour is the circle?", "yes"])
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("layer", [0, LAYER])
-def test_keep_all_equals_model_generate(tiny, layer):
-    model, processor = tiny
+def test_keep_all_equals_model_generate(tiny_dirs, family, layer, attention):
+    """Under every attention implementation: FastV's masks come from transformers' own mask builder
+    (the hand-made boolean sdpa mask was added to the eager scores and changed the answers)."""
+    model, processor = load_tiny(tiny_dirs, family, attn_implementation=attention)
     inputs = padded_pair(processor)
     assert bool((inputs["attention_mask"] == 0).any())
     fastv = Compressor(model, processor, scorer="fastv", keep_ratio=1.0, layer=layer)
@@ -52,6 +55,15 @@ def test_layers_from_k_see_the_budgeted_visual_tokens(tiny):
     _, kept = compressor.scorer.generate(compressor.adapter, compressor.encode(**inputs), 0.5, max_new_tokens=1)
     assert prune_stats(compressor.encode(**inputs), kept).visual_after == [visual - span.num_tokens + token_budget(0.5, span.num_tokens)]
     assert new_tokens.shape == (1, 3)
+
+
+def test_pruned_generation_is_the_same_under_sdpa_and_eager(tiny_dirs, family):
+    inputs = padded_pair(load_tiny(tiny_dirs, family)[1])
+    answers = []
+    for attention in ("sdpa", "eager"):
+        model, processor = load_tiny(tiny_dirs, family, attn_implementation=attention)
+        answers.append(greedy(Compressor(model, processor, scorer="fastv", keep_ratio=0.5, layer=LAYER), inputs, n=8))
+    assert torch.equal(*answers)
 
 
 @pytest.mark.parametrize("family", ["qwen2-vl", "llava-onevision"])

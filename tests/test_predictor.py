@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -20,7 +19,8 @@ from explainprune.predictor import (
 from explainprune.predictor import shards as shards_module
 from explainprune.predictor.metrics import mean_metrics, record_metrics, top_count, uniform_prediction
 from explainprune.predictor.model import pad_features
-from explainprune.predictor.train import add_arguments, main, split_by_id
+from explainprune.cli import build_parser
+from explainprune.predictor.train import main, split_by_id
 
 IDENTITY = {
     "fingerprint": "qwen2-vl-test@abc",
@@ -356,9 +356,7 @@ def test_training_beats_uniform_and_generalises_to_more_tokens(synthetic_data_di
 def test_cli_arguments_reach_train_predictor(monkeypatch):
     calls = []
     monkeypatch.setattr("explainprune.predictor.train.train_predictor", lambda *a, **k: calls.append((a, k)))
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert main(parser.parse_args(["--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
+    assert main(build_parser().parse_args(["train", "--data", "d", "--out", "o", "--arch", "grid", "--epochs", "2"])) == 0
     (data, out), options = calls[0]
     assert (str(data), str(out)) == ("d", "o")
     assert (options["arch"], options["epochs"], options["batch_size"]) == ("grid", 2, 128)

@@ -12,22 +12,6 @@ import torch
 from .adapters import Adapter, EncodedBatch
 
 
-def rotated_keys(adapter: Adapter, attention, normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """(B, kv_heads, L, head_dim) keys of `attention` for its normed input, rotary embedding applied."""
-    batch, length, _ = normed.shape
-    key = attention.k_proj(normed).view(batch, length, -1, attention.head_dim).transpose(1, 2)
-    return adapter.apply_rotary(key, key, cos, sin)[0]
-
-
-def layer_keys(adapter: Adapter, layer_index: int, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-    """(B, kv_heads, L, head_dim) rotated keys of decoder layer `layer_index` from its input hidden states."""
-    language_model = adapter.language_model
-    layer = language_model.layers[layer_index]
-    normed = layer.input_layernorm(hidden_states)
-    cos, sin = language_model.rotary_emb(normed, position_ids)
-    return rotated_keys(adapter, layer.self_attn, normed, cos, sin)
-
-
 def attention_rows(
     adapter: Adapter,
     layer_index: int,
@@ -38,29 +22,30 @@ def attention_rows(
 ) -> list[torch.Tensor]:
     """Per sample, attention of `rows[b]` (query positions) over all keys: (heads, len(rows[b]), L).
 
-    `hidden_states` is the input of layer `layer_index` (for layer 0: the input embeddings).
+    `hidden_states` is the input of layer `layer_index` (for layer 0: the input embeddings); the
+    queries and keys come from `adapter.attention_inputs`.
     """
-    language_model = adapter.language_model
-    layer = language_model.layers[layer_index]
-    attention = layer.self_attn
-    head_dim = attention.head_dim
-    normed = layer.input_layernorm(hidden_states)
-    cos, sin = language_model.rotary_emb(normed, position_ids)
-    length = hidden_states.shape[1]
-    key_index = torch.arange(length, device=hidden_states.device)
     results = []
     for sample, sample_rows in enumerate(rows):
         sample_rows = sample_rows.to(hidden_states.device)
-        x = normed[sample : sample + 1]
-        query = attention.q_proj(x[:, sample_rows]).view(1, len(sample_rows), -1, head_dim).transpose(1, 2)
-        query, _ = adapter.apply_rotary(query, query, cos[sample : sample + 1, sample_rows], sin[sample : sample + 1, sample_rows])
-        key = rotated_keys(adapter, attention, x, cos[sample : sample + 1], sin[sample : sample + 1])
-        key = key.repeat_interleave(attention.num_key_value_groups, dim=1)
-        scores = torch.matmul(query, key.transpose(2, 3)) * attention.scaling
-        allowed = (key_index[None, :] <= sample_rows[:, None]) & attention_mask[sample].bool()[None, :]
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        results.append(torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)[0])
+        positions = position_ids[:, sample : sample + 1] if position_ids.ndim == 3 else position_ids[sample : sample + 1]
+        query, key, scaling = adapter.attention_inputs(
+            layer_index, hidden_states[sample : sample + 1], positions, sample_rows
+        )
+        results.append(row_attention(query, key, scaling, sample_rows, attention_mask[sample])[0])
     return results
+
+
+def row_attention(
+    query: torch.Tensor, key: torch.Tensor, scaling: float, rows: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """softmax(q k^T * scaling) of the query `rows` over the keys they may see (causal, not padding):
+    (1, heads, R, L), zero on keys they may not see."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    key_index = torch.arange(key.shape[2], device=key.device)
+    allowed = (key_index[None, :] <= rows[:, None]) & attention_mask.to(key.device).bool()[None, :]
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
 
 def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> list[torch.Tensor | None]:

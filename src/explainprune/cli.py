@@ -1,55 +1,77 @@
-"""The `explainprune` command line: demo, eval, collect, train, bench, embedded train."""
+"""The `explainprune` command line.
+
+Parsers come from the light modules of `explainprune.commands` (no torch import), so `--help` is
+fast; a subcommand's own module is imported only when it runs. A user mistake (bad option value,
+bad data spec, missing file) ends in one line `explainprune CMD: error: ...` and exit code 2.
+Set EXPLAINPRUNE_TRACEBACK=1 to see the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from .commands import COMMANDS, EMBEDDED_COMMANDS
 from .errors import ExplainPruneError
 
-# subcommand -> (module with add_arguments/main, help)
-COMMANDS = {
-    "demo": ("explainprune.demo", "show pruning on the embedded model and print its eval table"),
-    "eval": ("explainprune.evaluate_cli", "retention of scorers x keep ratios on a data set"),
-    "collect": ("explainprune.collect", "collect (layer-0 attention, relevance) training pairs"),
-    "train": ("explainprune.predictor.train", "train a relevance predictor on collected pairs"),
-    "bench": ("explainprune.bench.cli", "measure what compression buys in wall-clock time"),
-}
-EMBEDDED_COMMANDS = {"train": ("explainprune.embedded.train", "reproduce the embedded model from a seed")}
+USER_ERRORS = (ExplainPruneError, ValueError, OSError)  # ours, and the loaders' refusals (bad spec, file, image)
 
 
-def _add(subparsers, name: str, module: str, help_text: str) -> None:
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    loaded = importlib.import_module(module)
-    loaded.add_arguments(parser)
-    parser.set_defaults(run=loaded.main)
+class UsageError(Exception):
+    """A command-line argument argparse refused."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="explainprune", description="Explainability-guided visual token compression for multimodal LLMs."
-    )
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refused argument is one line (no usage block) handled by `main`."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _add(subparsers, name: str, module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    parser = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+    module.add_arguments(parser)
+    parser.set_defaults(run=module.RUN, command_name=parser.prog)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="explainprune", description="Explainability-guided visual token compression for multimodal LLMs.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in COMMANDS.items():
-        _add(subparsers, name, module, help_text)
+    for name, module_name in COMMANDS.items():
+        _add(subparsers, name, module_name)
     embedded = subparsers.add_parser("embedded", help="the shipped embedded model").add_subparsers(
         dest="embedded_command", required=True
     )
-    for name, (module, help_text) in EMBEDDED_COMMANDS.items():
-        _add(embedded, name, module, help_text)
+    for name, module_name in EMBEDDED_COMMANDS.items():
+        _add(embedded, name, module_name)
     return parser
 
 
+def run(args: argparse.Namespace) -> int:
+    """Import the subcommand's module and call its `main(args)`."""
+    module_name, function = args.run.split(":")
+    return getattr(importlib.import_module(module_name), function)(args) or 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
-    except (ExplainPruneError, FileNotFoundError) as error:
-        print(f"explainprune {args.command}: error: {error}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except USER_ERRORS as error:
+        if os.environ.get("EXPLAINPRUNE_TRACEBACK"):
+            raise
+        message = str(error) or type(error).__name__
+        print(f"{args.command_name}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"explainprune {args.command}: interrupted", file=sys.stderr)
+        print(f"{args.command_name}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,9 +1,10 @@
 """`explainprune collect`: training data for the relevance predictor.
 
 For each sample the full model answers greedily; with ground truth, wrongly answered samples are
-dropped (counted in the manifest). For each image of the kept samples one record is written: the
+dropped (counted in the manifest). For each image or clip of the kept samples one record is written: the
 layer-0 features of its scored tokens (the predictor's input), the explainer's map of the answer,
-preprocessed into a target, and the token grids. Rerun on the same directory, it resumes: shards
+preprocessed into a target, and the token grids ((t, h, w): a clip's grid has t > 1, the input of a video
+predictor). The data must be of one modality. Rerun on the same directory, it resumes: shards
 are written atomically and samples already stored or dropped are skipped.
 
 With the `gae` explainer the GAE variant (explain/gae.py) is the `default` preset unless `variant`
@@ -28,14 +29,10 @@ from .data.sample import Sample
 from .errors import ExplainPruneError
 from .explain import EXPLAINERS, gae_variant, generate_answers, preprocess_target
 from .explain.answers import select_answer_tokens, stop_token_ids
-from .explain.gae import CHOICES, PRESETS
 from .loading import load_model
 from .predictor import Record, ShardWriter
 from .predictor.shards import MANIFEST_NAME
 from .scoring.learned import span_features
-
-MODALITY = "image"
-
 
 def collect(
     model,
@@ -54,11 +51,15 @@ def collect(
     gradient: str | None = None,
     heads: str | None = None,
     answer_tokens: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "fp32",
+    attn_implementation: str | None = None,
 ) -> dict:
     """Collect records for the first `limit` samples of `data_spec` into `out_dir`; returns the manifest.
 
-    `model` is a model, a directory or 'embedded' (then `processor` may be None). `on_batch` is
-    called with the sample ids of each finished batch. `variant` (a preset) and the single options
+    `model` is a model (used on its own device and dtype), or a directory or 'embedded' (then
+    `processor` may be None, and it is loaded on `device` in `dtype`). `on_batch` is called with
+    the sample ids of each finished batch. `variant` (a preset) and the single options
     (None: the preset's) choose the GAE variant; they apply to the gae explainer only.
     """
     explain, options = chosen_explainer(explainer, variant, quantity, gradient, heads, answer_tokens)
@@ -67,17 +68,21 @@ def collect(
     model_name = getattr(model, "name_or_path", None) or type(model).__name__
     if isinstance(model, (str, Path)):
         model_name = str(model)
-        model, loaded_processor = load_model(model_name)
+        model, loaded_processor = load_model(model_name, device, dtype, attn_implementation)
         processor = processor or loaded_processor
     if processor is None:
         raise ValueError("a processor is required with a model instance")
     adapter = get_adapter(model)
     samples = load_samples(data_spec)[:limit]
+    modalities = sorted({s.modality for s in samples})
+    if len(modalities) != 1:
+        raise ValueError(f"{data_spec}: collect needs samples of one modality (a predictor is per modality), got {modalities}")
+    modality = modalities[0]
     manifest = {
         "fingerprint": adapter.fingerprint,
         "explainer": explainer,
         "explainer_options": options,
-        "modality": MODALITY,
+        "modality": modality,
         "model": model_name,
         "data": data_spec,
         "max_new_tokens": max_new_tokens,
@@ -103,17 +108,16 @@ def chosen_explainer(
 ):
     """(explain(adapter, encoded, answers), its options for the manifest); the GAE variant from the
     preset `variant` (default: default) and the options given (None: the preset's)."""
-    if explainer not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {explainer!r}; known: {', '.join(EXPLAINERS)}")
+    explain = EXPLAINERS.get(explainer)
     given = {"quantity": quantity, "gradient": gradient, "heads": heads, "answer_tokens": answer_tokens}
     given = {name: value for name, value in given.items() if value is not None}
     if explainer == "gae":
         chosen = gae_variant(variant or "default", **given)
-        return functools.partial(EXPLAINERS["gae"], variant=chosen), chosen.as_dict()
+        return functools.partial(explain, variant=chosen), chosen.as_dict()
     if variant is not None or given:
         named = sorted(given) + (["variant"] if variant is not None else [])
         raise ExplainPruneError(f"GAE options ({', '.join(named)}) do not apply to the {explainer} explainer")
-    return EXPLAINERS[explainer], {}
+    return explain, {}
 
 
 def collect_batch(
@@ -128,7 +132,7 @@ def collect_batch(
     """Answer, filter, explain (`explain(adapter, encoded, answers)`) and write the records of one
     batch of samples."""
     with torch.no_grad():
-        encoded = adapter.encode(dict(make_inputs(processor, samples)))
+        encoded = adapter.encode(dict(make_inputs(processor, samples, device=adapter.model.device)))
     answers = generate_answers(adapter.model, encoded, max_new_tokens, keep_stop=True)
     texts = processor.tokenizer.batch_decode(
         select_answer_tokens(answers, "no-eos", stop_token_ids(adapter.model)), skip_special_tokens=True
@@ -148,13 +152,11 @@ def collect_batch(
     for row, index in enumerate(kept):
         for span_index, span in enumerate(encoded.spans[row]):
             record_id = f"{samples[index].id}#{span_index}"
-            if span.modality != MODALITY:
-                raise ValueError(f"{record_id}: collect stores {MODALITY} spans, got a {span.modality} span")
             values = relevance[row][span_index]
             if not values.max() > 0:
                 writer.drop(record_id, "zero_relevance")
                 continue
-            writer.add(Record(record_id, features[row][span_index], preprocess_target(values), tuple(span.grids)))
+            writer.add(Record(record_id, features[row][span_index].cpu(), preprocess_target(values), tuple(span.grids)))
 
 
 def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
@@ -167,27 +169,6 @@ def select_samples(encoded: EncodedBatch, indices: list[int]) -> EncodedBatch:
         position_ids=encoded.position_ids[..., rows, :],
         spans=[encoded.spans[i] for i in indices],
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `explainprune collect`."""
-    parser.add_argument("--model", required=True, help="save_pretrained directory, or 'embedded'")
-    parser.add_argument("--data", required=True, help="data spec, e.g. synthetic:split=train,n=500 or a .jsonl file")
-    parser.add_argument("--out", required=True, help="output directory (resumed if it exists)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N samples")
-    parser.add_argument("--explainer", default="gae", choices=sorted(EXPLAINERS))
-    options = parser.add_argument_group("GAE variant (explain/gae.py; gae explainer only)")
-    options.add_argument("--variant", choices=sorted(PRESETS), help="preset the options below start from (default)")
-    options.add_argument("--quantity", choices=CHOICES["quantity"], help="explained quantity of each answer token")
-    options.add_argument(
-        "--gradient", choices=CHOICES["gradient"], help="probs: dS/dA as the paper; centred: w.r.t. pre-softmax scores"
-    )
-    options.add_argument("--heads", choices=CHOICES["heads"], help="aggregation of relu(weighted attention) over heads")
-    options.add_argument("--answer-tokens", choices=CHOICES["answer_tokens"], help="which answer tokens are explained")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=8, help="answer length limit")
-    parser.add_argument("--keep-incorrect", action="store_true", help="also keep wrongly answered samples")
-    parser.add_argument("--shard-size", type=int, default=256, help="records per shard file")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -208,4 +189,7 @@ def main(args: argparse.Namespace) -> None:
         gradient=args.gradient,
         heads=args.heads,
         answer_tokens=args.answer_tokens,
+        device=args.device,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
     )

@@ -13,7 +13,7 @@ from .errors import ExplainPruneError, InputMismatchError
 from .inllm import InLLMPruner
 from .prune import check_keep_ratio, gather_batch, with_replacements
 from .scoring import Scorer, make_scorer
-from .selection import Choice, check_choices, choices_from_scores, keep_everything, kept_positions, span_budgets
+from .selection import Choice, choose, kept_positions
 
 MODEL_INPUT_NAMES = frozenset({
     "input_ids", "attention_mask", "pixel_values", "pixel_values_videos", "image_grid_thw",
@@ -127,17 +127,7 @@ class Compressor:
     @torch.no_grad()
     def choose(self, encoded: EncodedBatch, scores: list[list[torch.Tensor]] | None = None) -> list[list[Choice]]:
         """Per sample, per span, what survives (`scores`, when given, are ranked instead of rescoring)."""
-        budgets = span_budgets(encoded, self.keep_ratio)
-        if self.keep_ratio >= 1.0 or not any(encoded.spans):
-            return keep_everything(encoded)
-        if scores is not None:
-            if not getattr(self.scorer, "ranks_by_scores", False):
-                raise ExplainPruneError(f"scorer {self.scorer.name!r} chooses sets of tokens: it cannot take precomputed scores")
-            choices = choices_from_scores(scores, encoded.spans, budgets, self.scorer.pick)
-        else:
-            choices = self.scorer.choose(self.adapter, encoded, budgets)
-        check_choices(encoded, choices, budgets)
-        return choices
+        return choose(self.scorer, self.adapter, encoded, self.keep_ratio, scores)
 
     def select(self, encoded: EncodedBatch, scores: list[list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
         """Per sample, the sorted sequence positions that survive pruning."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,17 +20,12 @@ DEMO_SCORERS = ["learned", "layer0", "uniform", "random"]
 DEMO_KEEPS = [1.0, 0.5, 0.25, 0.1]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=200, help="held-out questions in the eval table")
-    parser.add_argument("--out", type=Path, default=Path("explainprune-demo"), help="output directory")
-
-
 def relevance_overlay(image: Image.Image, relevance: torch.Tensor, kept: torch.Tensor, grid) -> Image.Image:
     """The image with relevance as a red heat map; tokens not kept are greyed out."""
     _, rows, cols = grid
-    heat = relevance.float().view(rows, cols).numpy()
+    heat = relevance.float().view(rows, cols).cpu().numpy()
     heat = heat / heat.max() if heat.max() > 0 else heat
-    keep = kept.view(rows, cols).numpy()
+    keep = kept.view(rows, cols).cpu().numpy()
     size = image.size
     heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(size, Image.NEAREST)) / 255.0
     keep = np.asarray(Image.fromarray(keep.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
@@ -57,10 +51,10 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    model, processor = load_embedded()
+    model, processor = load_embedded(args.dtype, args.device, args.attn_implementation)
     samples = load_samples(DEMO_DATA.format(n=args.n))
     example = samples[0]
-    inputs = make_inputs(processor, [example])
+    inputs = make_inputs(processor, [example], device=model.device)
     full = Compressor(model, processor, scorer="learned", keep_ratio=1.0)
     pruned = Compressor(model, processor, scorer="learned", keep_ratio=0.25)
     print(f"question: {example.question}   (truth: {example.answer})")
@@ -71,12 +65,13 @@ def main(args: argparse.Namespace) -> int:
     kept_positions = prepared.kept[0]
     span = encoded.spans[0][0]
     print(f"answer with 25% of the tokens : {_answer(pruned, inputs)}   ({prepared.stats.visual_after[0]} of {span.num_tokens} kept)")
-    overlay = relevance_overlay(example.image, scores[0][0], torch.isin(span.positions, kept_positions), span.grids[0])
+    kept = torch.isin(span.positions.to(kept_positions.device), kept_positions)
+    overlay = relevance_overlay(example.image, scores[0][0], kept, span.grids[0])
     overlay_path = args.out / "relevance.png"
     overlay.save(overlay_path)
     print(f"wrote {overlay_path}: predicted relevance in red, pruned tokens greyed out\n")
 
-    report = {"model": "embedded", "data": DEMO_DATA.format(n=args.n)}
+    report = {"model": "embedded", "data": DEMO_DATA.format(n=args.n), "device": str(model.device), "dtype": args.dtype}
     report |= evaluate(model, processor, samples, DEMO_SCORERS, DEMO_KEEPS)
     print(format_table(report))
     (args.out / "eval.json").write_text(json.dumps(report, indent=2))

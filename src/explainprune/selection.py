@@ -80,6 +80,23 @@ def check_choices(encoded: EncodedBatch, choices: list[list[Choice]], budgets: l
                 )
 
 
+def choose(scorer, adapter, encoded: EncodedBatch, keep_ratio: float, scores=None) -> list[list[Choice]]:
+    """Per sample, per span, what survives at `keep_ratio`: everything at 1.0, else the scorer's
+    choice within the span budgets (ranking `scores` when given instead of rescoring), checked.
+    Shared by `Compressor` and the serving integrations."""
+    if keep_ratio >= 1.0 or not any(encoded.spans):
+        return keep_everything(encoded)
+    budgets = span_budgets(encoded, keep_ratio)
+    if scores is None:
+        choices = scorer.choose(adapter, encoded, budgets)
+    elif getattr(scorer, "ranks_by_scores", False):
+        choices = choices_from_scores(scores, encoded.spans, budgets, scorer.pick)
+    else:
+        raise ExplainPruneError(f"scorer {scorer.name!r} chooses sets of tokens: it cannot take precomputed scores")
+    check_choices(encoded, choices, budgets)
+    return choices
+
+
 def kept_positions(encoded: EncodedBatch, choices: list[list[Choice]]) -> list[torch.Tensor]:
     """Per sample, the sorted sequence positions that survive: real non-visual tokens, structural
     tokens, and each span's chosen scored tokens."""

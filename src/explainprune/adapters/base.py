@@ -154,6 +154,28 @@ class Adapter:
         attention = self.language_model.layers[0].self_attn
         return inspect.getmodule(type(attention)).apply_rotary_pos_emb(query, key, cos, sin)
 
+    def attention_inputs(
+        self, layer_index: int, hidden_states: torch.Tensor, position_ids: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """What one sample's attention at decoder layer `layer_index` is made of: the rotated queries of
+        `rows` (1, heads, R, d), the rotated keys of every position with each key/value head repeated
+        over its query group (1, heads, L, d), and the softmax scale.
+
+        `hidden_states` (1, L, D) is the layer's input; `position_ids` (1, L), or (3, 1, L) for M-RoPE.
+        Other runtimes (the vLLM plugin) implement this from their own modules.
+        """
+        language_model = self.language_model
+        layer = language_model.layers[layer_index]
+        attention = layer.self_attn
+        head_dim = attention.head_dim
+        normed = layer.input_layernorm(hidden_states)
+        cos, sin = language_model.rotary_emb(normed, position_ids)
+        query = attention.q_proj(normed[:, rows]).view(1, len(rows), -1, head_dim).transpose(1, 2)
+        key = attention.k_proj(normed).view(1, normed.shape[1], -1, head_dim).transpose(1, 2)
+        query, _ = self.apply_rotary(query, query, cos[:, rows], sin[:, rows])
+        key, _ = self.apply_rotary(key, key, cos, sin)
+        return query, key.repeat_interleave(attention.num_key_value_groups, dim=1), attention.scaling
+
     def text_position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """1-D positions as generate() builds them: counting real tokens only."""
         positions = attention_mask.long().cumsum(-1) - 1

@@ -122,31 +122,40 @@ def fill_random(model, std: float = 0.02, seed: int = 0, pool_size: int = 999_98
                 chunk.copy_(source[: chunk.numel()])
 
 
-def build_model(arch: str, dtype: torch.dtype = torch.bfloat16, layers: int | None = None):
-    """The model of `arch` in `dtype` with sdpa attention, in eval mode; `layers` cuts the LLM depth."""
+def build_model(
+    arch: str,
+    dtype: torch.dtype = torch.bfloat16,
+    layers: int | None = None,
+    device: torch.device | str = "cpu",
+    attn_implementation: str = "sdpa",
+):
+    """The model of `arch` in `dtype` on `device`, in eval mode; `layers` cuts the LLM depth."""
+    return _build_on_cpu(arch, dtype, layers, attn_implementation).to(device)
+
+
+def _build_on_cpu(arch: str, dtype: torch.dtype, layers: int | None, attn_implementation: str):
     if arch == "embedded":
-        return _embedded(dtype, layers)
+        return _embedded(dtype, layers, attn_implementation)
     if arch in _TINY:
         if layers is not None:
             raise ExplainPruneError("--layers does not apply to the 2-layer tiny models")
         model, _ = build_tiny(arch.removeprefix("tiny-"))
-        model.set_attn_implementation("sdpa")
-        return model.to(dtype)
+        model.set_attn_implementation(attn_implementation)
+        return model.to(dtype).eval()
     if arch not in _RANDOM:
         raise ExplainPruneError(f"unknown benchmark architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     make_config, model_class = _RANDOM[arch]
     config = make_config(layers)
     with no_init_weights():
-        model = model_class._from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = model_class._from_config(config, dtype=dtype, attn_implementation=attn_implementation)
     fill_random(model)
     return model.eval()
 
 
-def _embedded(dtype: torch.dtype, layers: int | None):
+def _embedded(dtype: torch.dtype, layers: int | None, attn_implementation: str):
     from ..embedded import load_embedded
 
-    model, _ = load_embedded(dtype)
-    model.set_attn_implementation("sdpa")
+    model, _ = load_embedded(dtype, "cpu", attn_implementation)
     if layers is not None:
         text = model.config.text_config
         if not 0 < layers <= text.num_hidden_layers:

@@ -9,41 +9,15 @@ import sys
 import torch
 
 from ..adapters import get_adapter
-from ..arguments import keep_ratio_list, scorer_list
+from ..arguments import check_scorers
+from ..commands import bench as bench_options
+from ..devices import resolve_device, torch_dtype
 from ..predictor import Predictor
-from .architectures import ARCHITECTURES, build_model
+from .architectures import build_model
 from .inputs import synthetic_inputs
 from .measure import run_benchmark
 from .report import environment, text_table, write_json, write_markdown
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-DEFAULT_SCORERS = ("layer0", "fastv", "learned")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--arch", choices=ARCHITECTURES, default="qwen2-vl-2b", help="architecture (random weights)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    parser.add_argument("--visual-tokens", type=int, default=1000, help="about this many visual tokens (one image)")
-    parser.add_argument("--text-tokens", type=int, default=32, help="non-visual prompt tokens (a one-question chat prompt)")
-    parser.add_argument("--keep", default="1,0.5,0.25,0.1", help="comma-separated keep ratios")
-    parser.add_argument("--scorers", default=",".join(DEFAULT_SCORERS), help="comma-separated scorer names")
-    parser.add_argument(
-        "--inllm-layer", "--fastv-layer", dest="inllm_layer", type=int, default=2,
-        help="pruning layer K of the in-LLM pruners (fastv, dart)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--predictor", metavar="DIR", help="learned scorer's predictor (default: the shipped one for `embedded`, "
-        "else an untrained predictor of the default size: its speed, not its choices, is measured)",
-    )  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="discarded warm-up rounds")
-    parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--layers", type=int, default=None, help="cut the LLM to this many layers (quick runs)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write a markdown table with the command")
-    return parser
 
 
 def untrained_predictor(model) -> Predictor:
@@ -61,13 +35,14 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     """Build the model and inputs of `args`, run every case and return the report."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    scorers = scorer_list(args.scorers)
+    scorers = check_scorers(args.scorers)
+    device = resolve_device(args.device)
     env = environment()
-    model = build_model(args.arch, DTYPES[args.dtype], args.layers)
-    inputs = synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed)
+    model = build_model(args.arch, torch_dtype(args.dtype), args.layers, device, args.attn_implementation or "sdpa")
+    inputs = {k: v.to(device) for k, v in synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed).items()}
     predictor = args.predictor
     if predictor is None and {"learned", "learned-mmr"} & set(scorers) and args.arch != "embedded":
-        predictor = untrained_predictor(model)
+        predictor = untrained_predictor(model).to(device)
     scorer_options = {
         "fastv": {"layer": args.inllm_layer},
         "dart": {"layer": args.inllm_layer},
@@ -78,7 +53,7 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
         model,
         inputs,
         scorers=scorers,
-        keep_ratios=keep_ratio_list(args.keep),
+        keep_ratios=args.keep,
         repeats=args.repeats,
         warmup=args.warmup,
         decode_tokens=args.decode_tokens,
@@ -89,6 +64,8 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     return {
         "arch": args.arch,
         "dtype": args.dtype,
+        "device": str(device),
+        "attn_implementation": model.config.get_text_config()._attn_implementation,
         "visual_tokens": result["visual_tokens"],
         "sequence_length": result["sequence_length"],
         "layers": model.config.get_text_config().num_hidden_layers,
@@ -115,5 +92,5 @@ def main(args: argparse.Namespace, command: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    parsed = add_arguments(argparse.ArgumentParser(prog="python -m explainprune.bench.cli")).parse_args()
+    parsed = bench_options.add_arguments(argparse.ArgumentParser(prog="python -m explainprune.bench.cli")).parse_args()
     sys.exit(main(parsed, shlex.join(["python", "-m", "explainprune.bench.cli", *sys.argv[1:]])))

@@ -3,15 +3,14 @@
 Each round measures every case once, so load changes during the run hit all cases alike; the
 first `warmup` rounds are discarded. Per case and round: scoring (`compressor.select`), for
 input-stage scorers the gather of kept tokens and the LLM prefill (`model(**prepared,
-use_cache=True, logits_to_keep=1)`), for in-LLM pruners (FastV, DART) their whole prefill (layers < K,
-scoring, layers >= K, lm_head), then greedy decoding of `decode_tokens` tokens through the KV cache.
-Saliency-based scorers get the vision encoder's captured block input; recomputing its attention is
-part of their scoring time.
+use_cache=True, logits_to_keep=1)`), for in-LLM pruners (FastV, DART) their whole prefill (layers < K, scoring, layers >= K,
+lm_head), then greedy decoding of `decode_tokens` tokens through the KV cache. Saliency-based
+scorers get the vision encoder's captured block input; recomputing its attention is part of their
+scoring time.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -45,13 +44,12 @@ def kv_cache_bytes(cache) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
-def decode_with_model(model, output, prepared: dict, steps: int) -> float:
-    """Seconds for `steps` greedy tokens through `model`'s forward and the prefill's KV cache."""
+def decode_with_model(model, output, prepared: dict, steps: int) -> None:
+    """`steps` greedy tokens through `model`'s forward and the prefill's KV cache."""
     cache, mask = output.past_key_values, prepared["attention_mask"]
     mrope = prepared["position_ids"].ndim == 3
     next_position = next_positions(prepared["position_ids"], mask)
     token = output.logits[:, -1].argmax(-1)
-    start = time.perf_counter()
     for _ in range(steps):
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         output = model(
@@ -64,15 +62,21 @@ def decode_with_model(model, output, prepared: dict, steps: int) -> float:
         )
         token = output.logits[:, -1].argmax(-1)
         next_position = next_position + 1
-    return time.perf_counter() - start
+
+
+def decode_in_llm(pruner, adapter, state, steps: int) -> None:
+    """`steps` greedy tokens through an in-LLM pruner's two-part KV cache."""
+    for _ in range(steps):
+        pruner.decode_step(adapter, state, state.logits.argmax(-1))
 
 
 def measure_input_stage(case: Case, encoded, decode_tokens: int) -> dict:
     compressor = case.compressor
-    scoring_s, choices = timed(compressor.choose, encoded)
+    device = compressor.model.device
+    scoring_s, choices = timed(device, compressor.choose, encoded)
     kept = kept_positions(encoded, choices)
-    gather_s, prepared = timed(gather_batch, with_replacements(encoded, choices), kept)
-    prefill_s, output = timed(compressor.model, **prepared, use_cache=True, logits_to_keep=1)
+    gather_s, prepared = timed(device, gather_batch, with_replacements(encoded, choices), kept)
+    prefill_s, output = timed(device, compressor.model, **prepared, use_cache=True, logits_to_keep=1)
     length = prepared["inputs_embeds"].shape[1]
     case.facts.update(
         sequence_length=length,
@@ -80,17 +84,18 @@ def measure_input_stage(case: Case, encoded, decode_tokens: int) -> dict:
         visual_tokens_kept=prune_stats(encoded, kept).visual_after[0],
         kv_bytes=kv_cache_bytes(output.past_key_values),
     )
-    decode_s = decode_with_model(compressor.model, output, prepared, decode_tokens)
+    decode_s, _ = timed(device, decode_with_model, compressor.model, output, prepared, decode_tokens)
     return dict(scoring_s=scoring_s, gather_s=gather_s, prefill_s=prefill_s, decode_s=decode_s)
 
 
 def measure_in_llm(case: Case, encoded, decode_tokens: int) -> dict:
     compressor, pruner = case.compressor, case.compressor.scorer
+    device = compressor.model.device
     if case.layer_input is None:
         case.layer_input = pruner.early_layers(compressor.adapter, encoded, DynamicCache(config=compressor.adapter.language_model.config))
     at_layer = replace(encoded, inputs_embeds=case.layer_input)
-    scoring_s, _ = timed(pruner.choose, compressor.adapter, at_layer, span_budgets(at_layer, compressor.keep_ratio))
-    prefill_s, state = timed(pruner.prefill, compressor.adapter, encoded, compressor.keep_ratio)
+    scoring_s, _ = timed(device, pruner.choose, compressor.adapter, at_layer, span_budgets(at_layer, compressor.keep_ratio))
+    prefill_s, state = timed(device, pruner.prefill, compressor.adapter, encoded, compressor.keep_ratio)
     depth = compressor.adapter.language_model.config.num_hidden_layers
     full, pruned = encoded.inputs_embeds.shape[1], state.late_mask.shape[1]
     case.facts.update(
@@ -99,10 +104,7 @@ def measure_in_llm(case: Case, encoded, decode_tokens: int) -> dict:
         visual_tokens_kept=prune_stats(encoded, state.kept).visual_after[0],
         kv_bytes=kv_cache_bytes(state.cache),
     )
-    start = time.perf_counter()
-    for _ in range(decode_tokens):
-        pruner.decode_step(compressor.adapter, state, state.logits.argmax(-1))
-    decode_s = time.perf_counter() - start
+    decode_s, _ = timed(device, decode_in_llm, pruner, compressor.adapter, state, decode_tokens)
     return dict(scoring_s=scoring_s, gather_s=0.0, prefill_s=prefill_s, decode_s=decode_s)
 
 
@@ -167,7 +169,7 @@ def run_benchmark(
     vision = Samples()
     encoded = None
     for round_index in range(warmup + repeats):
-        seconds, encoded = timed(encoder.encode, capture_vision=capture_vision, **inputs)
+        seconds, encoded = timed(model.device, encoder.encode, capture_vision=capture_vision, **inputs)
         if round_index >= warmup:
             vision.values.append(seconds)
     progress(f"vision encoder: {vision.median:.3f} s (median of {repeats})")

@@ -72,10 +72,12 @@ def evaluate(
     scorer_options: dict[str, dict] | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    keep_answers: bool = False,
     reference: str | None = None,
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
-    with `reference` (one of `scorers`), each row's retention difference to it with a paired interval."""
+    with `keep_answers`, also every answer ("answers": one record per question, scorer and keep); with
+    `reference` (one of `scorers`), each row's retention difference to it with a paired interval."""
     scorer_options = scorer_options or {}
     if reference is not None and reference not in scorers:
         raise ExplainPruneError(f"reference scorer {reference!r} must be one of the evaluated scorers: {', '.join(scorers)}")
@@ -88,12 +90,12 @@ def evaluate(
     }
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
     capture_vision = any(getattr(c.scorer, "needs_vision_capture", False) for c in compressors.values())
-    correct: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
-    tokens: dict = {key: [] for key in correct}
+    predictions: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
+    tokens: dict = {key: [] for key in predictions}
     bar = tqdm(total=len(samples), desc="eval", unit="q", disable=not progress)
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        inputs = make_inputs(processor, batch)
+        inputs = make_inputs(processor, batch, device=model.device)
         encoded = baseline_compressor.encode(capture_vision=capture_vision, **inputs)
         for name in oracles:
             for keep in pruned_keeps:
@@ -106,10 +108,34 @@ def evaluate(
             runs += [((name, keep), compressors[(name, keep)], scores) for keep in pruned_keeps]
         for key, compressor, scores in runs:
             answers, kept = _answers(compressor, inputs, encoded, scores)
-            correct[key] += [is_correct(a, s.answer) for a, s in zip(answers, batch)]
+            predictions[key] += answers
             tokens[key] += kept
         bar.update(len(batch))
     bar.close()
+    correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
+    report = retention_report(correct, scorers, keep_ratios, tokens, reference, oracles)
+    if keep_answers:
+        report["answers"] = [
+            {"id": sample.id, "scorer": name, "keep_ratio": keep, "prediction": answer, "correct": hit}
+            for (name, keep), answers in predictions.items()
+            for sample, answer, hit in zip(samples, answers, correct[(name, keep)])
+        ]
+    return report
+
+
+def retention_report(
+    correct: dict,
+    scorers: list[str],
+    keep_ratios: list[float],
+    tokens: dict | None = None,
+    reference: str | None = None,
+    oracles: list[str] = (),
+) -> dict:
+    """Rows of accuracy, retention and its bootstrap interval per scorer and keep ratio, from per-question
+    scores: `correct` maps ("baseline", 1.0) and each (scorer, keep < 1) to one score in [0, 1] per
+    question (the same questions in the same order); `tokens` likewise to visual tokens kept. With a
+    `reference` scorer, each row's retention difference to it at the same keep, with a paired interval;
+    `oracles` are marked as such."""
     baseline = np.array(correct[("baseline", 1.0)], dtype=float)
     baseline_accuracy = float(baseline.mean())
     rows = []
@@ -124,16 +150,17 @@ def evaluate(
                 "accuracy": round(accuracy, 4),
                 "retention": round(100.0 * accuracy / baseline_accuracy, 2) if baseline_accuracy else None,
                 "retention_ci": bootstrap_retention(hits, baseline),
-                "visual_tokens": round(float(np.mean(tokens[key])), 1),
-                "oracle": name in oracles,
             }
+            if tokens is not None:
+                row["visual_tokens"] = round(float(np.mean(tokens[key])), 1)
+            row["oracle"] = name in oracles
             if reference is not None:
                 reference_hits = np.array(correct[("baseline", 1.0) if keep >= 1.0 else (reference, keep)], dtype=float)
                 difference = 100.0 * (accuracy - float(reference_hits.mean())) / baseline_accuracy if baseline_accuracy else None
                 row["vs_reference"] = round(difference, 2) if difference is not None else None
                 row["vs_reference_ci"] = bootstrap_difference(hits, reference_hits, baseline)
             rows.append(row)
-    report = {"n": len(samples), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+    report = {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
     return report | ({"reference": reference} if reference is not None else {})
 
 
@@ -141,17 +168,19 @@ def format_table(report: dict) -> str:
     """A fixed-width table of an evaluate() report."""
     reference = report.get("reference")
     width = max(10, *(len(row["scorer"]) + 2 * row.get("oracle", False) for row in report["rows"]))
-    header = f"{'scorer':<{width}} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16} {'tokens':>7}"
-    if reference:
-        header += f" {'vs ' + reference:>13} {'paired 95% CI':>16}"
+    with_tokens = all("visual_tokens" in row for row in report["rows"])
+    header = f"{'scorer':<{width}} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16}"
+    header += f" {'tokens':>7}" if with_tokens else ""
+    header += f" {'vs ' + reference:>13} {'paired 95% CI':>16}" if reference else ""
     lines = [f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}", header]
     for row in report["rows"]:
         retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
         name = f"{row['scorer']} *" if row.get("oracle") else row["scorer"]
         line = (
             f"{name:<{width}} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
-            f"{_interval(row['retention_ci']):>16} {row['visual_tokens']:>7.1f}"
+            f"{_interval(row['retention_ci']):>16}"
         )
+        line += f" {row['visual_tokens']:>7.1f}" if with_tokens else ""
         if reference:
             difference = f"{row['vs_reference']:+.1f}" if row["vs_reference"] is not None else "n/a"
             line += f" {difference:>13} {_interval(row['vs_reference_ci'], signed=True):>16}"
@@ -165,8 +194,7 @@ def _interval(interval, signed: bool = False) -> str:
     low, high = interval
     if low is None:
         return "n/a"
-    template = "[{:+.1f}, {:+.1f}]" if signed else "[{:.1f}, {:.1f}]"
-    return template.format(low, high)
+    return ("[{:+.1f}, {:+.1f}]" if signed else "[{:.1f}, {:.1f}]").format(low, high)
 
 
 def plot_retention(report: dict, path) -> None:

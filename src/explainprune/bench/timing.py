@@ -6,11 +6,16 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from ..devices import synchronize
 
-def timed(function, *args, **kwargs):
-    """(seconds, result) of one call."""
+
+def timed(device, function, *args, **kwargs):
+    """(seconds, result) of one call on `device`, synchronised before and after (queued GPU work
+    is waited for, so the time is the call's own; on the cpu there is nothing to wait for)."""
+    synchronize(device)
     start = time.perf_counter()
     result = function(*args, **kwargs)
+    synchronize(device)
     return time.perf_counter() - start, result
 
 

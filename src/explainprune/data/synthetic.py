@@ -121,7 +121,7 @@ def _place(rng: np.random.Generator, specs, size: int) -> list[dict] | None:
             side = int(size * rng.uniform(*OBJECT_SCALE))
             x0, y0 = (int(v) for v in rng.integers(gap, size - side - gap, size=2))
             box = (x0, y0, x0 + side, y0 + side)
-            if all(not _overlaps(box, o["bbox"], gap) for o in objects):
+            if all(not overlaps(box, o["bbox"], gap) for o in objects):
                 objects.append({"shape": shape, "colour": colour, "bbox": box})
                 break
         else:
@@ -129,7 +129,7 @@ def _place(rng: np.random.Generator, specs, size: int) -> list[dict] | None:
     return objects
 
 
-def _overlaps(a, b, gap: int) -> bool:
+def overlaps(a, b, gap: int) -> bool:
     return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
 
 
@@ -158,18 +158,30 @@ def spatial_question(rng, objects: list[dict], qtype: str, want_yes: bool, size:
 
 def render_scene(rng: np.random.Generator, objects: list[dict], size: int) -> tuple[Image.Image, np.ndarray]:
     """Draw the objects on a lightly textured background; the mask holds object indices (-1 background)."""
-    image = Image.fromarray(_background(rng, size))
-    mask_image = Image.new("L", (size, size), 0)
+    pixels = background(rng, size)
+    return draw_scene(pixels, objects, [object_fill(rng, obj["colour"]) for obj in objects])
+
+
+def object_fill(rng: np.random.Generator, colour: str) -> tuple[int, int, int]:
+    """The named colour with a small random jitter per channel."""
+    jitter = rng.integers(-18, 19, size=3)
+    return tuple(int(v) for v in np.clip(np.array(COLOURS[colour]) + jitter, 0, 255))
+
+
+def draw_scene(pixels: np.ndarray, objects: list[dict], fills: list[tuple[int, int, int]]) -> tuple[Image.Image, np.ndarray]:
+    """The objects (each a shape in its `bbox`) drawn with their fills over a copy of `pixels`, and the mask of
+    object indices (-1 background); an object with `bbox` None is skipped."""
+    image = Image.fromarray(pixels)
+    mask_image = Image.new("L", image.size, 0)
     draw, mask_draw = ImageDraw.Draw(image), ImageDraw.Draw(mask_image)
-    for index, obj in enumerate(objects):
-        jitter = rng.integers(-18, 19, size=3)
-        fill = tuple(int(v) for v in np.clip(np.array(COLOURS[obj["colour"]]) + jitter, 0, 255))
-        _draw_shape(draw, obj["shape"], obj["bbox"], fill)
-        _draw_shape(mask_draw, obj["shape"], obj["bbox"], index + 1)
+    for index, (obj, fill) in enumerate(zip(objects, fills)):
+        if obj["bbox"] is not None:
+            draw_shape(draw, obj["shape"], obj["bbox"], fill)
+            draw_shape(mask_draw, obj["shape"], obj["bbox"], index + 1)
     return image, np.asarray(mask_image, dtype=np.int64) - 1
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A pale tinted background with a soft gradient, faint stripes and pixel noise."""
     base = rng.uniform(200, 240) + rng.uniform(-12, 12, size=3)
     ys, xs = np.mgrid[0:size, 0:size] / size
@@ -181,7 +193,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, bbox, fill) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, bbox, fill) -> None:
     x0, y0, x1, y1 = bbox
     cx, cy, w = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0
     if shape == "circle":

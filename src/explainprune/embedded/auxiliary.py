@@ -37,6 +37,8 @@ def cell_targets(objects: list[dict], mask: np.ndarray) -> dict[str, torch.Tenso
             colour[cell], shape[cell] = colour_ids[obj["colour"]], shape_ids[obj["shape"]]
     centre = np.zeros(rows * cols, dtype=np.float32)
     for obj in objects:
+        if obj["bbox"] is None:  # hidden in this frame of a clip
+            continue
         x0, y0, x1, y1 = obj["bbox"]
         row, col = min(int((y0 + y1) / 2 // CELL), rows - 1), min(int((x0 + x1) / 2 // CELL), cols - 1)
         centre[row * cols + col] = 1.0

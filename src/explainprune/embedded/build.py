@@ -7,6 +7,7 @@ from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VL
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
 from explainprune.data.synthetic import COLOURS, PLURALS, SHAPES
+from explainprune.data.synthetic_video import DIRECTIONS, MAX_FRAMES
 from explainprune.embedded.conversations import caption_text
 from explainprune.tokenizer import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS, train_bpe_tokenizer
 
@@ -19,7 +20,7 @@ MROPE_SECTION = [8, 12, 12]  # sums to head_dim / 2 = 32
 
 
 def tokenizer_corpus() -> list[str]:
-    """Every question template and answer the model is trained on, plus easy-vqa's questions."""
+    """Every question template and answer the model is trained on (scenes and clips), plus easy-vqa's questions."""
     colours, shapes = list(COLOURS), SHAPES
     texts = ["user", "assistant", "system", "yes", "no", "0", "1", "2", "3"]
     texts += [f"what colour is the {s}?" for s in shapes]
@@ -28,6 +29,11 @@ def tokenizer_corpus() -> list[str]:
     texts += [f"how many {PLURALS[s]} are there?" for s in shapes]
     texts += [f"is the {c} {s} {rel} the {c} {s}?" for c in colours for s in shapes for rel in ("left of", "above")]
     texts += [caption_text([{"colour": c, "shape": s, "bbox": (0, 0, 1, 1)} for s in shapes]) for c in colours]
+    texts += ["which shape moves?", "which shape appears last?", *DIRECTIONS]
+    texts += [str(n) for n in range(MAX_FRAMES + 1)]
+    texts += [f"what colour is the {s} at the end?" for s in shapes]
+    texts += [f"in how many frames is the {c} {s} visible?" for c in colours for s in shapes]
+    texts += [f"where does the {c} {s} go?" for c in colours for s in shapes]
     questions, answers, _ = easy_vqa.get_train_questions()
     texts += sorted(set(questions)) + easy_vqa.get_answers()
     return texts
@@ -39,7 +45,7 @@ def build_processor() -> Qwen2VLProcessor:
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
         tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
+        video_processor=Qwen2VLVideoProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, cap_pixels_per_frame=False),
         chat_template=QWEN_CHAT_TEMPLATE,
     )
     processor.tokenizer.padding_side = "left"

@@ -15,11 +15,11 @@ MAX_NEW_TOKENS = 8
 @torch.no_grad()
 def predict_answers(model, processor, samples: list[Sample], batch_size: int = 32, progress: bool = True) -> list[str]:
     """Greedy answers, batching samples of equal image size together to avoid padding waste."""
-    order = sorted(range(len(samples)), key=lambda i: samples[i].image.size)
+    order = sorted(range(len(samples)), key=lambda i: (samples[i].modality, samples[i].frame_size, len(samples[i].video or ())))
     predictions: list[str] = [""] * len(samples)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="evaluating", disable=not progress, leave=False):
-        inputs = make_inputs(processor, [samples[i] for i in batch])
+        inputs = make_inputs(processor, [samples[i] for i in batch], device=model.device)
         output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
         texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(batch, texts):

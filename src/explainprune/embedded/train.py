@@ -1,21 +1,23 @@
-"""Train the embedded Qwen2-VL model from scratch on synthetic scenes and easy-vqa.
+"""Train the embedded Qwen2-VL model from scratch on synthetic scenes, synthetic video clips and easy-vqa.
 
-Run: explainprune embedded train --out DIR --seed 0   (about 55 minutes on 2 cores, then ~2 minutes of accuracy report)
+Run: explainprune embedded train --out DIR --seed 0   (every setting of `TrainingConfig` is an option)
 
 What made it learn to look (measured; answer-only training sits at the answer prior): a vision-only first
 stage on dense per-cell targets plus each object's shape read from the mean of its cells (per-cell shape
 accuracy 0.97 after 800 steps, 8 minutes); then joint training with captions, the cell loss and attention
 supervision that sends one head per named object to its tokens (spatial questions stayed at chance until
-their two objects had a head each).
+their two objects had a head each). Video clips join the joint stage with the same losses: each temporal
+patch's tokens get the cell targets of its frames, and the attention loss points at the queried object in
+the frames the question is about.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -24,68 +26,55 @@ from torch.nn import functional as F
 from tqdm import tqdm
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from explainprune.commands import embedded_train as embedded_train_options
+from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
+from explainprune.data.synthetic_video import HOLD
 from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
-from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_vision_batch
+from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
-from explainprune.embedded.conversations import relevant_objects
+from explainprune.embedded.config import TrainingConfig
+from explainprune.embedded.conversations import relevant_objects, video_focus
 from explainprune.embedded.evaluate import evaluate_accuracy
+from explainprune.errors import ExplainPruneError
 
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "training-config.json"
 LOG = "log.jsonl"
 REPORT_SIZES = (112, 224, 336, 448)
+VIDEO_EVAL = "size=224,frames=8"
 
 
-def train_embedded(
-    out_dir: str | Path,
-    seed: int = 0,
-    vision_steps: int = 800,
-    vision_images: int = 16,
-    vision_lr: float = 3e-3,
-    steps: int = 6000,
-    lr: float = 1.5e-3,
-    vision_lr_scale: float = 1.0,
-    synthetic_images: int = 8,
-    easy_images: int = 2,
-    questions_per_image: int = 4,
-    aux_weight: float = 1.0,
-    caption_weight: float = 0.5,
-    attention_weight: float = 0.5,
-    attention_layers: tuple[int, ...] = (1, 2),
-    warmup_fraction: float = 0.05,
-    answer_steps: int = 0,
-    answer_images: int = 8,
-    answer_questions: int = 6,
-    answer_lr: float = 1e-3,
-    eval_every: int = 200,
-    val_n: int = 120,
-    test_n: int = 500,
-    easy_test_n: int | None = 1000,
-    threads: int = 2,
-) -> dict:
-    """Train in stages: the vision tower alone on the dense cell targets (`vision_steps`); the whole model
-    on questions, captions, cell and attention losses (`steps`); optionally the language model alone, vision
-    tower frozen, on more questions per image (`answer_steps`, 0 by default). Resumes from DIR/checkpoint.pt if present;
-    saves model + processor + training.json to DIR."""
-    settings = {key: value for key, value in locals().items() if key not in ("out_dir", "val_n", "test_n", "easy_test_n")}
-    settings["attention_layers"] = list(attention_layers)
+def val_specs(config: TrainingConfig) -> dict[str, str]:
+    """Validation data: scenes and clips of the val split (disjoint from train and test)."""
+    specs = {"val": f"synthetic:split=val,seed={config.seed},n={config.val_n},size=224"}
+    if config.clips:
+        specs["val_video"] = f"synthetic-video:split=val,seed={config.seed},n={config.val_clips},{VIDEO_EVAL}"
+    return specs
+
+
+def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(), threads: int = 2) -> dict:
+    """Train in stages (see `TrainingConfig`), resuming from DIR/checkpoint.pt when DIR holds an unfinished
+    run of the same config; save model + processor + training.json to DIR. `threads`: torch threads (1 can
+    be faster on a busy machine; results do not depend on it beyond float rounding)."""
     started = time.time()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExplainPruneError(f"--out {out_dir} is a file: give a directory for the model")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_run(out_dir, config)
+    save_config(config, out_dir / CONFIG)
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     processor = build_processor()
     model = build_model(processor)
     head = CellHead(model.config.text_config.hidden_size)
-    if attention_weight:
+    if config.attention_weight:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
     vision_params = list(model.model.visual.parameters()) + list(head.parameters())
     vision_ids = {id(p) for p in vision_params}
     optimizer = torch.optim.AdamW(
-        [
-            {"params": vision_params},
-            {"params": [p for p in model.parameters() if id(p) not in vision_ids]},
-        ],
+        [{"params": vision_params}, {"params": [p for p in model.parameters() if id(p) not in vision_ids]}],
         betas=(0.9, 0.98),
         weight_decay=0.01,
     )
@@ -99,41 +88,37 @@ def train_embedded(
         start_step, elapsed_before = state["step"], state["elapsed"]
         tqdm.write(f"resuming from step {start_step}")
     easy_pool = EasyVqaPool()
-    val_samples = load_samples(f"synthetic:split=val,seed={seed},n={val_n},size=224")
+    validation = {name: load_samples(spec) for name, spec in val_specs(config).items()}
     model.train()
-    joint_end = vision_steps + steps
-    total = joint_end + answer_steps
-    warmup_steps = int(warmup_fraction * steps)
+    total = config.vision_steps + config.joint_steps
+    warmup_steps = int(config.warmup_fraction * config.joint_steps)
+    attention_layers = config.attention_layers if config.attention_weight else ()
+    weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight}
     running: dict[str, float] = {}
     progress = tqdm(range(start_step, total), initial=start_step, total=total, desc="training")
     for step in progress:
-        if step < vision_steps:
+        if step < config.vision_steps:
             progress.set_description("vision stage")
-            _set_lrs(optimizer, [vision_lr * _lr_factor(step, vision_steps), 0.0])
-            loss, metrics = _vision_losses(model, head, processor, plan_vision_batch(seed, step, vision_images))
+            _set_lrs(optimizer, [config.vision_lr * lr_factor(step, config.vision_steps), 0.0])
+            loss, metrics = _vision_losses(model, head, processor, plan_vision_batch(config.seed, step, config.vision_images))
         else:
-            joint = step < joint_end
-            progress.set_description("joint stage" if joint else "answer stage")
-            if joint:
-                stage_step = step - vision_steps
-                factor = _lr_factor(stage_step, steps)
-                _set_lrs(optimizer, [lr * vision_lr_scale * factor, lr * factor])
-                images, questions = synthetic_images, questions_per_image
-            else:
-                stage_step = step - joint_end
-                _set_lrs(optimizer, [0.0, answer_lr * _lr_factor(stage_step, answer_steps)])
-                images, questions = answer_images, answer_questions
-            # the answer stage's scenes follow the joint stage's in the same stream
-            plan = plan_batch(
-                seed, step - vision_steps, images, easy_images, questions, easy_pool, joint and stage_step < warmup_steps
-            )
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                parts = _losses(
-                    model, head, encode_batch(processor, plan), plan, attention_layers if attention_weight else (), joint
-                )
-            weights = {"answer": 1.0, "caption": caption_weight, "cell": aux_weight, "look": attention_weight}
-            loss = sum(weights[name] * value for name, value in parts.items())
-            metrics = {name: value.item() for name, value in parts.items()}
+            joint_step = step - config.vision_steps
+            with_video = config.clips > 0 and joint_step >= config.video_start
+            progress.set_description("joint stage" + (" + video" if with_video else ""))
+            factor = joint_lr_factor(joint_step, config.joint_steps, config.first_cycle)
+            _set_lrs(optimizer, [config.lr * factor] * 2)
+            plans = {"": plan_batch(
+                config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image,
+                easy_pool, joint_step < warmup_steps,
+            )}  # fmt: skip
+            if with_video:
+                plans["video_"] = plan_clips(config.seed, joint_step, config.clips, config.questions_per_clip)
+            loss, metrics = 0.0, {}
+            for prefix, plan in plans.items():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers)
+                loss = loss + sum(weights[name] * value for name, value in parts.items())
+                metrics |= {prefix + name: value.item() for name, value in parts.items()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
@@ -142,33 +127,63 @@ def train_embedded(
             running[name] = 0.95 * running.get(name, value) + 0.05 * value
         progress.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         done = step + 1
-        if done % eval_every == 0 or done in (vision_steps, joint_end, total):
+        if done % config.eval_every == 0 or done in (config.vision_steps, total):
             record = {"step": done, "elapsed": round(elapsed_before + time.time() - started), **running}
-            if done > vision_steps:
-                record["val"] = evaluate_accuracy(model, processor, val_samples, progress=False)
+            if done > config.vision_steps:
+                for name, samples in validation.items():
+                    if name != "val_video" or done - config.vision_steps > config.video_start:
+                        record[name] = evaluate_accuracy(model, processor, samples, progress=False)
             tqdm.write(json.dumps(record))
             with open(out_dir / LOG, "a") as log:
                 log.write(json.dumps(record) + "\n")
             state = {"model": model.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
             torch.save({**state, "step": done, "elapsed": elapsed_before + time.time() - started}, checkpoint_path)
-            if done in (vision_steps, joint_end):
-                running = {}  # the next stage logs other losses
+            if done == config.vision_steps:
+                running = {}  # the joint stage logs other losses
     train_seconds = elapsed_before + time.time() - started
-    accuracies = report_accuracies(model, processor, seed, test_n, easy_test_n)
     report = {
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "settings": settings,
+        "command": command_line(config),
+        "config": dataclasses.asdict(config),
         "data": {
-            "train": [f"synthetic:split=train,seed={seed} (generated per step)", "easy-vqa:train"],
-            "val": f"synthetic:split=val,seed={seed},n={val_n},size=224",
+            "train": [
+                f"synthetic:split=train,seed={config.seed} (generated per step)",
+                f"synthetic-video:split=train,seed={config.seed} (generated per step)",
+                "easy-vqa:train",
+            ],
+            **val_specs(config),
         },
         "train_wall_seconds": round(train_seconds),
-        "total_wall_seconds": round(time.time() - started + elapsed_before),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "accuracy": accuracies,
+        "accuracy": report_accuracies(model, processor, config),
     }
+    report["total_wall_seconds"] = round(time.time() - started + elapsed_before)
     save_model(model, processor, out_dir, report)
+    checkpoint_path.unlink()
     return report
+
+
+def command_line(config: TrainingConfig) -> str:
+    """The command that reruns `config`: `--out DIR` and the options that differ from the defaults."""
+    defaults = TrainingConfig()
+    parts = ["explainprune", "embedded", "train", "--out", "DIR", "--seed", str(config.seed)]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name != "seed" and value != getattr(defaults, field.name):
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            parts += ["--" + field.name.replace("_", "-"), shown]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _check_same_run(out_dir: Path, config: TrainingConfig) -> None:
+    """Refuse to resume a run whose saved config differs, or to overwrite a finished model."""
+    saved = out_dir / CONFIG
+    if (out_dir / "training.json").exists():
+        raise ExplainPruneError(f"{out_dir} already holds a trained model (training.json): choose a new --out")
+    if saved.exists() and load_config(TrainingConfig, saved) != config:
+        raise ExplainPruneError(
+            f"{out_dir} holds an unfinished run with other settings ({saved}): resume it with the same options "
+            f"or choose a new --out"
+        )
 
 
 def _set_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]) -> None:
@@ -176,18 +191,7 @@ def _set_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]) -> None:
         group["lr"] = value
 
 
-def _vision_losses(model, head: CellHead, processor, plan) -> tuple[torch.Tensor, dict[str, float]]:
-    """The cell loss of the vision stage and the step's read-out accuracies (measured on the step's fresh
-    scenes before the update). Runs in float32: at this width bf16 autocast measured 2x slower here."""
-    pixels = processor.image_processor(images=plan.images, return_tensors="pt")
-    tokens = torch.cat(model.model.get_image_features(pixels["pixel_values"], pixels["image_grid_thw"]).pooler_output)
-    targets = stack_targets(plan.targets)
-    loss = head.loss(tokens, targets)
-    accuracy = head.accuracy(tokens, targets)
-    return loss, {"cell": loss.item(), "cell_colour_acc": accuracy["colour"], "cell_shape_acc": accuracy["shape"]}
-
-
-def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:
+def lr_factor(step: int, steps: int, warmup: int = 100) -> float:
     """Linear warm-up, then cosine decay to a tenth."""
     if step < warmup:
         return (step + 1) / warmup
@@ -195,69 +199,121 @@ def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _losses(
-    model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...], train_vision: bool = True
-) -> dict[str, torch.Tensor]:
-    """Answer and caption token cross-entropies, the dense cell loss on the visual tokens (when the vision
-    tower trains), and the attention loss pulling supervised heads onto the queried objects' visual tokens."""
-    with torch.set_grad_enabled(train_vision):
-        per_image = model.model.get_image_features(batch["pixel_values"], batch["image_grid_thw_unique"]).pooler_output
-    shared = BaseModelOutputWithPooling(pooler_output=tuple(per_image[i] for i in plan.image_of))
+def joint_lr_factor(step: int, steps: int, first_cycle: int) -> float:
+    """The joint stage's schedule: a first `lr_factor` cycle of `first_cycle` steps, then a second one over
+    the remaining steps (a single cycle when `first_cycle` is 0 or covers the stage)."""
+    if 0 < first_cycle < steps:
+        return lr_factor(step, first_cycle) if step < first_cycle else lr_factor(step - first_cycle, steps - first_cycle)
+    return lr_factor(step, steps)
+
+
+def _vision_losses(model, head: CellHead, processor, plan) -> tuple[torch.Tensor, dict[str, float]]:
+    """The cell loss of the vision stage and the step's read-out accuracies (measured on the step's fresh
+    scenes before the update). Runs in float32: at this width bf16 autocast measured 2x slower here."""
+    pixels = processor.image_processor(images=[v.frames[0] for v in plan.visuals], return_tensors="pt")
+    tokens = torch.cat(model.model.get_image_features(pixels["pixel_values"], pixels["image_grid_thw"]).pooler_output)
+    targets = stack_targets([v.targets[0] for v in plan.visuals])
+    loss = head.loss(tokens, targets)
+    accuracy = head.accuracy(tokens, targets)
+    return loss, {"cell": loss.item(), "cell_colour_acc": accuracy["colour"], "cell_shape_acc": accuracy["shape"]}
+
+
+def _visual_tokens(model, batch: dict, plan) -> list[torch.Tensor]:
+    """The vision tower's merged tokens of each visual of the plan (once per image or clip)."""
+    inner = model.model
+    features = {"image": iter(()), "video": iter(())}
+    if "pixel_values" in batch:
+        features["image"] = iter(inner.get_image_features(batch["pixel_values"], batch["image_grid_unique"]).pooler_output)
+    if "pixel_values_videos" in batch:
+        videos = inner.get_video_features(batch["pixel_values_videos"], batch["video_grid_unique"]).pooler_output
+        features["video"] = iter(videos)
+    return [next(features[visual.modality]) for visual in plan.visuals]
+
+
+def joint_forward(model, batch: dict, plan, output_attentions: bool = False):
+    """(model output, merged tokens per visual): the model on the plan's questions, the vision tower run
+    once per image or clip and its tokens shared by all of that visual's questions."""
+    per_visual = _visual_tokens(model, batch, plan)
+    outputs = {}
+    for modality in ("image", "video"):
+        rows = [v for v in plan.visual_of if plan.visuals[v].modality == modality]
+        if rows:
+            outputs[modality] = BaseModelOutputWithPooling(pooler_output=tuple(per_visual[v] for v in rows))
     output = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         mm_token_type_ids=batch["mm_token_type_ids"],
-        image_grid_thw=batch["image_grid_thw"],
-        mm_encoder_outputs={"image": shared},
-        output_attentions=bool(attention_layers),
+        image_grid_thw=batch.get("image_grid_thw"),
+        video_grid_thw=batch.get("video_grid_thw"),
+        mm_encoder_outputs=outputs,
+        output_attentions=output_attentions,
     )
+    return output, per_visual
+
+
+def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Answer and caption token cross-entropies, the dense cell loss on the visual tokens of every scene and
+    clip, and the attention loss pulling supervised heads onto the queried objects' visual tokens."""
+    output, per_visual = joint_forward(model, batch, plan, bool(attention_layers))
     logits = output.logits
-    look_loss = logits.new_zeros((), dtype=torch.float32)
-    if attention_layers:
-        look_loss = _look_loss(output.attentions, batch, plan, attention_layers)
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, reduction="none", ignore_index=-100)
     is_caption = torch.tensor([q.qtype == "caption" for q in plan.questions])[:, None] & (labels != -100)
     is_answer = ~is_caption & (labels != -100)
-    answer_loss = (token_loss * is_answer).sum() / is_answer.sum()
-    caption_loss = (token_loss * is_caption).sum() / is_caption.sum().clamp(min=1)
-    parts = {"answer": answer_loss, "caption": caption_loss}
-    if train_vision:
-        labelled = [i for i, target in enumerate(plan.targets) if target is not None]
-        targets = stack_targets([plan.targets[i] for i in labelled])
-        parts["cell"] = head.loss(torch.cat([per_image[i] for i in labelled]), targets)
-    parts["look"] = look_loss
+    parts = {"answer": (token_loss * is_answer).sum() / is_answer.sum()}
+    if is_caption.any():
+        parts["caption"] = (token_loss * is_caption).sum() / is_caption.sum()
+    labelled = [i for i, visual in enumerate(plan.visuals) if visual.targets is not None]
+    targets = stack_targets([target for i in labelled for target in plan.visuals[i].targets])
+    parts["cell"] = head.loss(torch.cat([per_visual[i] for i in labelled]), targets)
+    parts["look"] = logits.new_zeros((), dtype=torch.float32)
+    if attention_layers:
+        parts["look"] = _look_loss(output.attentions, batch, plan, attention_layers)
     return parts
 
 
+def relevant_cells(question, targets: list[dict]) -> list[torch.Tensor]:
+    """Per supervised head, the visual-token indices (temporal patch-major) of what a question is about:
+    a spatial question's two objects get a head each, a direction question the object's start and end."""
+    if question.modality == "video":
+        heads = [list(dict.fromkeys((frame // HOLD, i) for frame, i in head)) for head in video_focus(
+            question.qtype, question.question, question.objects
+        )]  # fmt: skip
+    else:
+        objects = relevant_objects(question.qtype, question.question, question.objects)
+        heads = [[(0, i)] for i in objects] if question.qtype in ("left", "above") else [[(0, i) for i in objects]]
+    cells = targets[0]["object"].numel()
+    return [
+        torch.cat([(targets[g]["object"] == i).nonzero().flatten() + g * cells for g, i in head])
+        if head
+        else torch.zeros(0, dtype=torch.long)
+        for head in heads
+    ]
+
+
 def _look_loss(attentions, batch: dict, plan, attention_layers: tuple[int, ...]) -> torch.Tensor:
-    """`attention_loss` for the synthetic questions: relevant cells are those covered by the asked-about
-    objects; a spatial question's two objects go to two heads."""
-    is_visual = batch["mm_token_type_ids"] == 1
+    """`attention_loss` for the synthetic questions (captions and easy-vqa questions are not supervised)."""
+    is_visual = batch["mm_token_type_ids"] > 0
     query_positions = (batch["labels"] != -100).int().argmax(dim=1) - 1
-    visual_positions, relevant_cells = [], []
+    visual_positions, cells = [], []
     for row, question in enumerate(plan.questions):
         visual_positions.append(is_visual[row].nonzero().squeeze(1))
-        target = plan.targets[plan.image_of[row]]
-        if target is None or question.qtype == "caption":
-            relevant_cells.append([])
-            continue
-        objects = relevant_objects(question.qtype, question.question, question.objects)
-        groups = [[i] for i in objects] if question.qtype in ("left", "above") else [objects]
-        relevant_cells.append([torch.isin(target["object"], torch.tensor(g, dtype=torch.long)).nonzero().squeeze(1) for g in groups])
-    return attention_loss(attentions, query_positions, visual_positions, relevant_cells, attention_layers)
+        targets = plan.visuals[plan.visual_of[row]].targets
+        supervised = targets is not None and question.qtype != "caption"
+        cells.append(relevant_cells(question, targets) if supervised else [])
+    return attention_loss(attentions, query_positions, visual_positions, cells, attention_layers)
 
 
-def report_accuracies(model, processor, seed: int, test_n: int, easy_test_n: int | None) -> dict:
-    """Held-out synthetic test accuracy per resolution and question type, and easy-vqa test accuracy."""
+def report_accuracies(model, processor, config: TrainingConfig) -> dict:
+    """Held-out test accuracy: synthetic scenes per resolution, synthetic clips, and easy-vqa."""
+    specs = {f"synthetic_test_{size}": f"synthetic:split=test,seed={config.seed},n={config.test_n},size={size}" for size in REPORT_SIZES}
+    if config.clips:
+        specs["synthetic_video_test"] = f"synthetic-video:split=test,seed={config.seed},n={config.test_clips},{VIDEO_EVAL}"
+    specs["easy_vqa_test"] = "easy-vqa:test" + (f",n={config.easy_test_n}" if config.easy_test_n else "")
     accuracies = {}
-    for size in REPORT_SIZES:
-        spec = f"synthetic:split=test,seed={seed},n={test_n},size={size}"
-        accuracies[f"synthetic_test_{size}"] = {"spec": spec, **evaluate_accuracy(model, processor, load_samples(spec))}
-        tqdm.write(f"{spec}: {accuracies[f'synthetic_test_{size}']}")
-    spec = "easy-vqa:test" + (f",n={easy_test_n}" if easy_test_n else "")
-    accuracies["easy_vqa_test"] = {"spec": spec, **evaluate_accuracy(model, processor, load_samples(spec))}
-    tqdm.write(f"{spec}: {accuracies['easy_vqa_test']}")
+    for name, spec in specs.items():
+        accuracies[name] = {"spec": spec, **evaluate_accuracy(model, processor, load_samples(spec))}
+        tqdm.write(f"{spec}: {accuracies[name]}")
     return accuracies
 
 
@@ -270,44 +326,15 @@ def save_model(model, processor, out_dir: Path, report: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line options of `train_embedded`."""
-    parser.add_argument("--out", required=True, help="output directory (resumes from its checkpoint.pt)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vision-steps", type=int, default=800, help="steps of the vision-only stage")
-    parser.add_argument("--vision-lr", type=float, default=3e-3)
-    parser.add_argument("--steps", type=int, default=6000, help="steps of the joint stage")
-    parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--answer-steps", type=int, default=0, help="steps of an optional last stage training the language model alone (vision tower frozen); the shipped model used none")
-    parser.add_argument("--answer-lr", type=float, default=1e-3)
-    parser.add_argument("--attention-weight", type=float, default=0.5, help="weight of the attention loss (0: off)")
-    parser.add_argument("--eval-every", type=int, default=200)
-    parser.add_argument("--test-n", type=int, default=500, help="synthetic test questions per resolution")
-    parser.add_argument("--easy-test-n", type=int, default=1000, help="easy-vqa test questions (0: all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
-
-
 def main(args: argparse.Namespace) -> None:
     """Run training from parsed arguments and print the accuracies."""
-    report = train_embedded(
-        args.out,
-        seed=args.seed,
-        vision_steps=args.vision_steps,
-        vision_lr=args.vision_lr,
-        steps=args.steps,
-        lr=args.lr,
-        answer_steps=args.answer_steps,
-        answer_lr=args.answer_lr,
-        attention_weight=args.attention_weight,
-        eval_every=args.eval_every,
-        test_n=args.test_n,
-        easy_test_n=args.easy_test_n or None,
-        threads=args.threads,
-    )
+    if args.threads < 1:
+        raise ExplainPruneError(f"--threads must be at least 1, got {args.threads}")
+    report = train_embedded(args.out, config_from_arguments(TrainingConfig, args), args.threads)
     print(json.dumps(report["accuracy"], indent=2))
 
 
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(cli)
+    embedded_train_options.add_arguments(cli)
     main(cli.parse_args())

@@ -11,9 +11,12 @@ from .answers import ANSWER_TOKENS, generate_answers
 from .gae import GAEVariant, gae, gae_full_matrix, gae_variant
 from .gradxinput import gradxinput
 from .rollout import rollout
+from ..registry import Registry
 from .target import preprocess_target
 
-EXPLAINERS = {"gae": gae, "rollout": rollout, "gradxinput": gradxinput}
+EXPLAINERS: Registry = Registry("explainer", entry_point_group="explainprune.explainers")
+for _name, _explainer in (("gae", gae), ("rollout", rollout), ("gradxinput", gradxinput)):
+    EXPLAINERS.add(_name, _explainer)
 
 __all__ = [
     "ANSWER_TOKENS",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from transformers import DynamicCache
+from transformers.masking_utils import create_causal_mask
 
 from ..adapters import Adapter, EncodedBatch
 from ..errors import ExplainPruneError
@@ -38,21 +39,18 @@ def step_position_ids(next_position: torch.Tensor, mrope: bool) -> torch.Tensor:
     return position_ids[None].expand(3, -1, -1) if mrope else position_ids
 
 
-def sdpa_mask(key_mask: torch.Tensor, query_length: int) -> torch.Tensor | None:
-    """Boolean (B, 1, Q, K) mask for sdpa (True = attend) of the last `query_length` keys as queries.
-
-    Causal within the queries, padding keys masked; None when nothing is padded (sdpa's own causal
-    path). A query row with no real key (padding) attends to itself, so it stays finite.
-    """
-    if bool(key_mask.all()):
-        return None
-    key_length = key_mask.shape[1]
-    key_index = torch.arange(key_length, device=key_mask.device)
-    query_index = key_index[key_length - query_length :]
-    causal = key_index[None, :] <= query_index[:, None]
-    allowed = causal[None] & key_mask.bool()[:, None, :]
-    allowed |= key_index[None, None, :] == query_index[None, :, None]
-    return allowed[:, None]
+def layer_mask(language_model, hidden: torch.Tensor, key_mask: torch.Tensor, cache, first_layer: int):
+    """The attention mask of decoder layers from `first_layer` on, in the form the model's attention
+    implementation takes (sdpa, eager, flash...), built by transformers' `create_causal_mask` as the
+    model's own forward builds it: causal, padding keys of `key_mask` (B, past + Q) masked, sized
+    against the cache of `first_layer` (layers < K and >= K hold different lengths)."""
+    return create_causal_mask(
+        config=language_model.config,
+        inputs_embeds=hidden,
+        attention_mask=key_mask,
+        past_key_values=cache,
+        layer_idx=first_layer,
+    )
 
 
 @dataclass
@@ -95,7 +93,7 @@ class InLLMPruner:
     def run_layers(self, language_model, layers: range, hidden, position_ids, key_mask, cache) -> torch.Tensor:
         """Run decoder `layers` on `hidden` (the last tokens of `key_mask`), appending to `cache`."""
         position_embeddings = language_model.rotary_emb(hidden, position_ids)
-        mask = sdpa_mask(key_mask, hidden.shape[1])
+        mask = layer_mask(language_model, hidden, key_mask, cache, layers.start)
         for index in layers:
             hidden = language_model.layers[index](
                 hidden,

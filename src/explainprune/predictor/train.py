@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..devices import resolve_device, torch_dtype
 from ..errors import ExplainPruneError
 from .atomic import atomic_write_json
 from .metrics import METRIC_NAMES, mean_metrics, record_metrics, uniform_prediction
-from .model import ARCHS, Predictor, pad_features
+from .model import Predictor, pad_features
 from .shards import Record, load_records
 
 DEFAULT_EPOCHS = 20
@@ -49,7 +50,7 @@ def _batch_loss(model: Predictor, records: Sequence[Record], device: torch.devic
     """KL(target || predicted) summed over tokens, averaged over records."""
     features, mask, grids = _batch_inputs(records, device)
     targets = torch.nn.utils.rnn.pad_sequence([record.target for record in records], batch_first=True).to(device)
-    log_predicted = model(features, mask, grids).masked_fill(~mask, 0.0)
+    log_predicted = model(features, mask, grids).float().masked_fill(~mask, 0.0)
     per_token = torch.xlogy(targets, targets) - targets * log_predicted
     return per_token.sum(dim=1).mean()
 
@@ -61,7 +62,7 @@ def predict_records(model: Predictor, records: Sequence[Record], batch_size: int
     predictions = []
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
-        probabilities = model(*_batch_inputs(batch, device)).exp().cpu()
+        probabilities = model(*_batch_inputs(batch, device)).float().exp().cpu()
         predictions.extend(row[: record.n_tokens] for row, record in zip(probabilities, batch))
     return predictions
 
@@ -91,8 +92,13 @@ def train_predictor(
     lr: float = 1e-3,
     val_fraction: float = 0.1,
     seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "fp32",
 ) -> dict:
     """Train with Adam on KL(target || predicted); keep the best-validation-KL checkpoint in out_dir.
+
+    Runs on `device` (default: cuda if available, else cpu). Weights and optimizer state stay in
+    float32; with `dtype` bf16 or fp16 the forward passes run under autocast in that precision.
 
     Returns (and writes to out_dir/metrics.json) the best epoch's validation metrics, the uniform
     predictor's metrics on the same records, and the per-epoch history.
@@ -101,7 +107,8 @@ def train_predictor(
         raise ExplainPruneError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     manifest, records = load_records(data_dir)
     train_records, val_records = split_by_id(records, val_fraction)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
+    autocast = torch.autocast(device.type, dtype=torch_dtype(dtype), enabled=torch_dtype(dtype) != torch.float32)
     torch.manual_seed(seed)
     model = Predictor(
         {
@@ -131,13 +138,15 @@ def train_predictor(
         batches = [[train_records[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
         train_kl = 0.0
         for batch in tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False):
-            loss = _batch_loss(model, batch, device)
+            with autocast:
+                loss = _batch_loss(model, batch, device)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             train_kl += loss.item() * len(batch)
         model.eval()
-        val = evaluate(model, val_records, batch_size)
+        with autocast:
+            val = evaluate(model, val_records, batch_size)
         result["history"].append({"epoch": epoch, "train_kl": train_kl / len(train_records), "val": val})
         improved = "best" not in result or val["kl"] < result["best"]["kl"]
         if improved:
@@ -151,18 +160,6 @@ def train_predictor(
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `explainprune train`."""
-    parser.add_argument("--data", type=Path, required=True, help="data directory written by `explainprune collect`")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the best checkpoint and metrics.json")
-    parser.add_argument("--arch", choices=ARCHS, default="paper", help="paper: 1-D convs; grid: 2-D/3-D convs")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run `explainprune train` with parsed arguments."""
     train_predictor(
@@ -174,5 +171,7 @@ def main(args: argparse.Namespace) -> int:
         lr=args.lr,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
     )
     return 0

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters import Adapter, EncodedBatch
-from ..attention import layer_keys
 from ..errors import ExplainPruneError
 from ..selection import Choice, choices_per_span
 from .base import Scorer, register
@@ -89,10 +88,15 @@ def check_pivot_counts(name: str, image_pivots, text_pivots) -> None:
             raise ExplainPruneError(f"{name} option {option} must be an integer >= 0, got {value!r}")
 
 
-def input_key_norms(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> torch.Tensor:
-    """(B, L) L1 norms of layer `layer_index`'s rotated keys (all heads) computed from `encoded.inputs_embeds`."""
-    keys = layer_keys(adapter, layer_index, encoded.inputs_embeds, encoded.position_ids)
-    return keys.float().abs().sum(dim=(1, 3))
+def input_key_norms(adapter: Adapter, encoded: EncodedBatch) -> torch.Tensor:
+    """(B, L) L1 norms of layer 0's rotated keys (all heads) computed from `encoded.inputs_embeds`."""
+    first_row = torch.zeros(1, dtype=torch.long, device=encoded.inputs_embeds.device)  # queries are not needed
+    norms = []
+    for b in range(encoded.batch_size):
+        positions = encoded.position_ids[:, b : b + 1] if encoded.position_ids.ndim == 3 else encoded.position_ids[b : b + 1]
+        _, key, _ = adapter.attention_inputs(0, encoded.inputs_embeds[b : b + 1], positions, first_row)
+        norms.append(key[0].float().abs().sum(dim=(0, 2)))
+    return torch.stack(norms)
 
 
 @register

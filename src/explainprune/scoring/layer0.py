@@ -16,6 +16,6 @@ class Layer0Scorer(Scorer):
     def score(self, adapter, encoded):
         maps = instruction_attention(adapter, encoded)
         return [
-            [maps[b].mean(0)[span.positions.to(maps[b].device)].cpu() for span in spans] if spans else []
+            [maps[b].mean(0)[span.positions.to(maps[b].device)] for span in spans] if spans else []
             for b, spans in enumerate(encoded.spans)
         ]

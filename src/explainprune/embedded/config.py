@@ -1,0 +1,49 @@
+"""The embedded model's training recipe as one config: its defaults are the shipped recipe.
+
+`explainprune embedded train --out DIR --seed S` trains from these defaults; every field is also an
+option (`--joint-steps 3000`), and the run saves the config verbatim as DIR/config-training.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Stages: the vision tower alone on dense cell targets (`vision_steps`); then the whole model on
+    image questions, captions, cell and attention losses (`joint_steps`), with video clips mixed in from
+    joint step `video_start` on."""
+
+    seed: int = field(default=0, metadata=_help("seed of the weights and of every training batch"))
+    vision_steps: int = field(default=800, metadata=_help("steps of the vision-only stage"))
+    vision_images: int = field(default=16, metadata=_help("scenes per vision-stage step"))
+    vision_lr: float = field(default=3e-3, metadata=_help("peak learning rate of the vision stage"))
+    joint_steps: int = field(default=6000, metadata=_help("steps of the joint stage"))
+    lr: float = field(default=1.5e-3, metadata=_help("peak learning rate of the joint stage"))
+    first_cycle: int = field(
+        default=1500,
+        metadata=_help("the joint stage's learning rate runs a first warm-up + cosine cycle of this many steps, "
+                       "then a second cycle over the rest (0: one cycle)"),
+    )  # fmt: skip
+    warmup_fraction: float = field(default=0.05, metadata=_help("share of the joint stage on 1-3 objects and small sizes"))
+    synthetic_images: int = field(default=8, metadata=_help("synthetic scenes per joint step"))
+    easy_images: int = field(default=2, metadata=_help("easy-vqa images per joint step"))
+    questions_per_image: int = field(default=4, metadata=_help("questions per synthetic scene (plus a caption)"))
+    video_start: int = field(default=1500, metadata=_help("joint step from which video clips are mixed in"))
+    clips: int = field(default=2, metadata=_help("video clips per joint step once video has started (0: images only)"))
+    questions_per_clip: int = field(default=4, metadata=_help("questions per video clip"))
+    aux_weight: float = field(default=1.0, metadata=_help("weight of the dense cell loss"))
+    caption_weight: float = field(default=0.5, metadata=_help("weight of the caption loss"))
+    attention_weight: float = field(default=0.5, metadata=_help("weight of the attention loss (0: off)"))
+    attention_layers: tuple[int, ...] = field(default=(1, 2), metadata=_help("layers whose heads the attention loss supervises"))
+    eval_every: int = field(default=200, metadata=_help("steps between validation, log lines and checkpoints"))
+    val_n: int = field(default=120, metadata=_help("validation scenes"))
+    val_clips: int = field(default=100, metadata=_help("validation clips"))
+    test_n: int = field(default=500, metadata=_help("synthetic test questions per resolution in the final report"))
+    test_clips: int = field(default=500, metadata=_help("synthetic video test clips in the final report"))
+    easy_test_n: int = field(default=1000, metadata=_help("easy-vqa test questions in the final report (0: all)"))

@@ -1,0 +1,1 @@
+"""Integrations with evaluation frameworks; each is imported only by the framework that loads it."""
