@@ -1,7 +1,8 @@
 """`learned-mmr`: the learned predictor's relevance made diverse by maximal marginal relevance.
 
 As IDPruner does with its learned selector (YF-T/IDPruner, `idpruner` in
-pruning/strategies/idpruner.py): relevance = the predictor's scores min-max normalised per image;
+pruning/strategies/idpruner.py): relevance = the predictor's raw scores (its log-probabilities, the
+logits up to a per-image constant, as IDPruner's `mode="raw"`) min-max normalised per image;
 the most relevant token first, then each step the token maximising
 lambda * relevance - (1 - lambda) * max cosine similarity to the tokens already kept, similarities of
 the LLM-input (post-projector) visual embeddings. `mmr_lambda` was chosen on the validation split only
@@ -22,6 +23,7 @@ from .learned import LearnedScorer
 from .similarity import cosine_similarity_matrix, span_embeddings
 
 DEFAULT_LAMBDA = 0.7  # chosen on synthetic:split=val (docs/eval/peers.md)
+MIN_PROBABILITY = 1e-30  # floor before the log (a probability that underflowed to 0)
 
 
 def maximal_marginal_relevance(relevance: torch.Tensor, similarity: torch.Tensor, k: int, mmr_lambda: float) -> torch.Tensor:
@@ -45,7 +47,7 @@ def maximal_marginal_relevance(relevance: torch.Tensor, similarity: torch.Tensor
 class LearnedMMR(Scorer):
     name = "learned-mmr"
 
-    def __init__(self, predictor: str | Path | Predictor | None = None, mmr_lambda: float = DEFAULT_LAMBDA):
+    def __init__(self, predictor: str | Path | Predictor | list | None = None, mmr_lambda: float = DEFAULT_LAMBDA):
         if isinstance(mmr_lambda, bool) or not isinstance(mmr_lambda, (int, float)) or not 0.0 <= mmr_lambda <= 1.0:
             raise ExplainPruneError(f"learned-mmr option mmr_lambda must be a number in [0, 1], got {mmr_lambda!r}")
         self.learned = LearnedScorer(predictor)
@@ -59,7 +61,7 @@ class LearnedMMR(Scorer):
         relevance = self.learned.score(adapter, encoded)
 
         def choose_span(b, s, span, k):
-            scores = relevance[b][s].float()
+            scores = relevance[b][s].float().clamp(min=MIN_PROBABILITY).log()
             normalised = (scores - scores.min()) / (scores.max() - scores.min() + 1e-6)
             similarity = cosine_similarity_matrix(span_embeddings(encoded, b, span))
             return Choice(maximal_marginal_relevance(normalised, similarity, k, self.mmr_lambda))
