@@ -47,22 +47,22 @@ def test_eval_reports_paired_differences_to_the_reference_and_marks_oracles(tmp_
     out = tmp_path / "report.json"
     code = main([
         "eval", "--model", "embedded", "--data", "synthetic:split=test,seed=3,n=8,size=224",
-        "--keep", "1,0.25", "--scorers", "random,divprune,mask-oracle", "--reference", "random",
+        "--keep", "1,0.25", "--scorers", "random,divprune,mask-oracle", "--reference", "random,divprune",
         "--option", "random.seed=3", "--json", str(out), "--batch-size", "4",
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["reference"] == "random" and report["options"] == {"random": {"seed": "3"}}
+    assert report["references"] == ["random", "divprune"] and report["options"] == {"random": {"seed": "3"}}
     rows = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
-    assert rows[("random", 0.25)]["vs_reference"] == 0.0 and rows[("random", 0.25)]["vs_reference_ci"] == [0.0, 0.0]
-    for name in ("divprune", "mask-oracle"):
-        row = rows[(name, 0.25)]
-        assert row["vs_reference"] == round(row["retention"] - rows[("random", 0.25)]["retention"], 2)
-        low, high = row["vs_reference_ci"]
-        assert low <= row["vs_reference"] <= high
+    for reference in ("random", "divprune"):
+        assert rows[(reference, 0.25)]["vs"][reference] == {"difference": 0.0, "ci": [0.0, 0.0]}
+        for name in ("random", "divprune", "mask-oracle"):
+            row, versus = rows[(name, 0.25)], rows[(name, 0.25)]["vs"][reference]
+            assert versus["difference"] == round(row["retention"] - rows[(reference, 0.25)]["retention"], 2)
+            assert versus["ci"][0] <= versus["difference"] <= versus["ci"][1]
     assert rows[("mask-oracle", 0.25)]["oracle"] and not rows[("divprune", 0.25)]["oracle"]
     printed = capsys.readouterr().out
-    assert "vs random" in printed and "mask-oracle *" in printed and "* oracle:" in printed
+    assert "vs random" in printed and "vs divprune" in printed and "mask-oracle *" in printed and "* oracle:" in printed
 
 
 def test_paired_difference_interval_contains_the_point_estimate():

@@ -18,8 +18,9 @@ LEARNED_SCORERS = ("learned", "learned-mmr")  # --predictor is theirs
 
 def main(args: argparse.Namespace) -> int:
     check_scorers(args.scorers)  # fails fast on a misspelt name, before loading anything
-    if args.reference is not None and args.reference not in args.scorers:
-        raise ExplainPruneError(f"--reference {args.reference!r} must be one of --scorers ({', '.join(args.scorers)})")
+    for reference in args.reference:
+        if reference not in args.scorers:
+            raise ExplainPruneError(f"--reference {reference!r} must be one of --scorers ({', '.join(args.scorers)})")
     try:
         options = group_scorer_options(args.option, args.scorers)
     except argparse.ArgumentTypeError as error:
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     report["options"] = {name: {key: str(value) for key, value in given.items()} for name, given in options.items()}
     report |= evaluate(
         model, processor, samples, args.scorers, args.keep, options, args.batch_size,
-        keep_answers=bool(args.answers), reference=args.reference,
+        keep_answers=bool(args.answers), references=args.reference,
     )  # fmt: skip
     answers = report.pop("answers", None)
     print(format_table(report))

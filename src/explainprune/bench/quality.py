@@ -1,7 +1,7 @@
 """Quality harness: accuracy and retention of every scorer and keep ratio on a VQA data set.
 
 Retention = accuracy / accuracy at keep 1.0 x 100, with a paired bootstrap 95% interval over questions.
-With a reference scorer, each row also gets the difference of its retention to the reference's at the
+With reference scorers, each row also gets the difference of its retention to each reference's at the
 same keep ratio, with a paired bootstrap 95% interval (the same questions resampled for both).
 Each batch is encoded once (vision tower included); each scorer scores it once; every keep ratio
 then reuses those scores. Oracles that need labels (`mask-oracle`) are built per batch from its samples.
@@ -73,14 +73,15 @@ def evaluate(
     batch_size: int = 16,
     progress: bool = True,
     keep_answers: bool = False,
-    reference: str | None = None,
+    references: list[str] = (),
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
     with `keep_answers`, also every answer ("answers": one record per question, scorer and keep); with
-    `reference` (one of `scorers`), each row's retention difference to it with a paired interval."""
+    `references` (some of `scorers`), each row's retention difference to each with a paired interval."""
     scorer_options = scorer_options or {}
-    if reference is not None and reference not in scorers:
-        raise ExplainPruneError(f"reference scorer {reference!r} must be one of the evaluated scorers: {', '.join(scorers)}")
+    for reference in references:
+        if reference not in scorers:
+            raise ExplainPruneError(f"reference scorer {reference!r} must be one of the evaluated scorers: {', '.join(scorers)}")
     oracles = [name for name in scorers if getattr(scorer_class(name), "needs_labels", False)]
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {
@@ -113,7 +114,7 @@ def evaluate(
         bar.update(len(batch))
     bar.close()
     correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
-    report = retention_report(correct, scorers, keep_ratios, tokens, reference, oracles)
+    report = retention_report(correct, scorers, keep_ratios, tokens, references, oracles)
     if keep_answers:
         report["answers"] = [
             {"id": sample.id, "scorer": name, "keep_ratio": keep, "prediction": answer, "correct": hit}
@@ -128,14 +129,14 @@ def retention_report(
     scorers: list[str],
     keep_ratios: list[float],
     tokens: dict | None = None,
-    reference: str | None = None,
+    references: list[str] = (),
     oracles: list[str] = (),
 ) -> dict:
     """Rows of accuracy, retention and its bootstrap interval per scorer and keep ratio, from per-question
     scores: `correct` maps ("baseline", 1.0) and each (scorer, keep < 1) to one score in [0, 1] per
-    question (the same questions in the same order); `tokens` likewise to visual tokens kept. With a
-    `reference` scorer, each row's retention difference to it at the same keep, with a paired interval;
-    `oracles` are marked as such."""
+    question (the same questions in the same order); `tokens` likewise to visual tokens kept. With
+    `references`, each row's retention difference to each at the same keep (`vs`: reference ->
+    {"difference", "ci"}, a paired bootstrap interval); `oracles` are marked as such."""
     baseline = np.array(correct[("baseline", 1.0)], dtype=float)
     baseline_accuracy = float(baseline.mean())
     rows = []
@@ -154,24 +155,28 @@ def retention_report(
             if tokens is not None:
                 row["visual_tokens"] = round(float(np.mean(tokens[key])), 1)
             row["oracle"] = name in oracles
-            if reference is not None:
+            if references:
+                row["vs"] = {}
+            for reference in references:
                 reference_hits = np.array(correct[("baseline", 1.0) if keep >= 1.0 else (reference, keep)], dtype=float)
                 difference = 100.0 * (accuracy - float(reference_hits.mean())) / baseline_accuracy if baseline_accuracy else None
-                row["vs_reference"] = round(difference, 2) if difference is not None else None
-                row["vs_reference_ci"] = bootstrap_difference(hits, reference_hits, baseline)
+                row["vs"][reference] = {
+                    "difference": round(difference, 2) if difference is not None else None,
+                    "ci": bootstrap_difference(hits, reference_hits, baseline),
+                }
             rows.append(row)
     report = {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
-    return report | ({"reference": reference} if reference is not None else {})
+    return report | ({"references": list(references)} if references else {})
 
 
 def format_table(report: dict) -> str:
     """A fixed-width table of an evaluate() report."""
-    reference = report.get("reference")
+    references = report.get("references", [])
     width = max(10, *(len(row["scorer"]) + 2 * row.get("oracle", False) for row in report["rows"]))
     with_tokens = all("visual_tokens" in row for row in report["rows"])
     header = f"{'scorer':<{width}} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16}"
     header += f" {'tokens':>7}" if with_tokens else ""
-    header += f" {'vs ' + reference:>13} {'paired 95% CI':>16}" if reference else ""
+    header += "".join(f" {'vs ' + reference:>15} {'paired 95% CI':>16}" for reference in references)
     lines = [f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}", header]
     for row in report["rows"]:
         retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
@@ -181,9 +186,10 @@ def format_table(report: dict) -> str:
             f"{_interval(row['retention_ci']):>16}"
         )
         line += f" {row['visual_tokens']:>7.1f}" if with_tokens else ""
-        if reference:
-            difference = f"{row['vs_reference']:+.1f}" if row["vs_reference"] is not None else "n/a"
-            line += f" {difference:>13} {_interval(row['vs_reference_ci'], signed=True):>16}"
+        for reference in references:
+            versus = row["vs"][reference]
+            difference = f"{versus['difference']:+.1f}" if versus["difference"] is not None else "n/a"
+            line += f" {difference:>15} {_interval(versus['ci'], signed=True):>16}"
         lines.append(line)
     if any(row.get("oracle") for row in report["rows"]):
         lines.append("* oracle: uses the labels (where the question's objects are), an upper bound, not a method")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import add_device_options, add_keep_option, add_scorer_option_option, add_scorers_option, positive_int
+from ..options import add_device_options, comma_list, add_keep_option, add_scorer_option_option, add_scorers_option, positive_int
 
 HELP = "retention of scorers x keep ratios on a data set"
 RUN = "explainprune.evaluate_cli:main"
@@ -18,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scorers_option(parser, "learned,layer0,uniform,random")
     parser.add_argument("--predictor", help="the learned scorer's predictor directory, or an image and a video predictor as DIR,DIR (default: the model's shipped ones)")
     add_scorer_option_option(parser)
-    parser.add_argument("--reference", metavar="SCORER", help="also report each row's retention difference to this scorer (one of --scorers), with a paired 95%% interval")
+    parser.add_argument(
+        "--reference", type=comma_list, default=[], metavar="SCORER[,SCORER]",
+        help="also report each row's retention difference to these scorers (of --scorers), with paired 95%% intervals",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=16)
     add_device_options(parser)
     parser.add_argument("--json", type=Path, help="write the report here")
