@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import greedy, image, image_inputs, load_tiny
+from conftest import greedy, image, image_inputs, load_tiny, video, video_inputs
 
 from explainprune import Compressor
 from explainprune.bench.cli import untrained_predictor
@@ -222,3 +222,14 @@ def test_mask_oracle_keeps_the_question_objects_first(tiny_dirs):
         assert coverage[kept].max() > 0.5  # the question's objects are there to be kept
     with pytest.raises(Exception, match="one pixel relevance map per sample"):
         Compressor(model, processor, scorer="mask-oracle", keep_ratio=0.25).choose(encoded)
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "llava-onevision"])
+@pytest.mark.parametrize("name", ["scope", "visionzip", "vispruner"])
+def test_saliency_peers_prune_videos_within_budget(tiny_dirs, family, name):
+    model, processor = load_tiny(tiny_dirs, family)
+    compressor = Compressor(model, processor, scorer=name, keep_ratio=0.25)
+    encoded = compressor.encode(**video_inputs(processor, [video(), video(seed=1)]))
+    for spans, choices, budgets in zip(encoded.spans, compressor.choose(encoded), span_budgets(encoded, 0.25)):
+        (span,), (choice,), (k,) = spans, choices, budgets
+        assert span.modality == "video" and choice.indices.unique().numel() == k
