@@ -233,3 +233,13 @@ def test_saliency_peers_prune_videos_within_budget(tiny_dirs, family, name):
     for spans, choices, budgets in zip(encoded.spans, compressor.choose(encoded), span_budgets(encoded, 0.25)):
         (span,), (choice,), (k,) = spans, choices, budgets
         assert span.modality == "video" and choice.indices.unique().numel() == k
+
+
+def test_dpp_map_fills_the_budget_when_the_kernel_rank_is_exhausted():
+    # 12 tokens in a 3-d space: at most 3 add volume; the rest of the budget follows relevance.
+    features = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+    relevance = torch.linspace(0.1, 1.0, 12)
+    chosen = greedy_dpp_map(conditional_kernel(features, relevance), 8)
+    assert chosen.numel() == chosen.unique().numel() == 8
+    rest = [i for i in range(12) if i not in chosen[:3].tolist()]
+    assert sorted(chosen[3:].tolist()) == sorted(sorted(rest, key=lambda i: -relevance[i])[:5])

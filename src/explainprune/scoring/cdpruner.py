@@ -21,7 +21,7 @@ from ..selection import Choice, choices_per_span
 from .base import Scorer, register
 from .similarity import cosine_similarity_matrix, instruction_embeddings, span_embeddings
 
-MIN_GAIN = 1e-10  # floor of d_j^2 once the kernel's rank is exhausted (duplicates)
+MIN_GAIN = 1e-6  # d_j^2 below this adds no volume: the kernel's rank is exhausted
 
 
 def instruction_relevance(visual: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
@@ -39,19 +39,27 @@ def conditional_kernel(visual: torch.Tensor, relevance: torch.Tensor) -> torch.T
 
 
 def greedy_dpp_map(kernel: torch.Tensor, k: int) -> torch.Tensor:
-    """`k` indices of the greedy MAP of the DPP with (n, n) kernel, by incremental Cholesky updates."""
+    """`k` indices of the greedy MAP of the DPP with (n, n) kernel, by incremental Cholesky updates.
+
+    Once no token adds volume (the kernel's rank is exhausted: every remaining gain <= MIN_GAIN), the
+    rest of the budget goes to the remaining tokens by their kernel diagonal (relevance^2)."""
     n = kernel.shape[0]
     cholesky_rows = kernel.new_zeros(k, n)
     gains = torch.diagonal(kernel).clone()
+    available = torch.ones(n, dtype=torch.bool, device=kernel.device)
     chosen = []
     for i in range(k):
-        j = int(torch.argmax(gains))
+        j = int(torch.argmax(gains.masked_fill(~available, -float("inf"))))
+        if not gains[j] > MIN_GAIN:  # also catches NaN
+            break
         chosen.append(j)
-        row = (kernel[j] - cholesky_rows[:i, j] @ cholesky_rows[:i]) / gains[j].clamp(min=MIN_GAIN).sqrt()
+        available[j] = False
+        row = (kernel[j] - cholesky_rows[:i, j] @ cholesky_rows[:i]) / gains[j].sqrt()
         cholesky_rows[i] = row
-        gains -= row.square()
-        gains[chosen] = -float("inf")
-    return torch.tensor(chosen)
+        gains = gains - row.square()
+    rest = torch.diagonal(kernel).masked_fill(~available, -float("inf"))
+    fill = torch.topk(rest, k - len(chosen)).indices.tolist() if len(chosen) < k else []
+    return torch.tensor(chosen + fill)
 
 
 @register
