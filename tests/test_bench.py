@@ -71,3 +71,17 @@ def test_prefill_flops_counts_projections_attention_mlp_and_lm_head():
     attention = 2 * 2 * 2 * 2 * (3 * 4 // 2)  # QK^T and AV over the 6 causal pairs of 3 tokens
     assert prefill_flops(config, [3]) == 2 * 3 * (projections + mlp) + attention + 2 * 4 * 10
     assert prefill_flops(config, [3, 3]) - prefill_flops(config, [3]) == 2 * 3 * (projections + mlp) + attention
+
+
+def test_smoke_run_measures_saliency_scorers_and_dart(tmp_path):
+    json_path = tmp_path / "bench.json"
+    args = parse(
+        "--arch", "tiny-qwen2.5-vl", "--visual-tokens", "60", "--keep", "0.25", "--scorers", "visionzip,dart",
+        "--inllm-layer", "1", "--repeats", "1", "--warmup", "0", "--decode-tokens", "1", "--json", str(json_path),
+    )  # fmt: skip
+    assert main(args, command="explainprune bench --arch tiny-qwen2.5-vl") == 0
+    rows = {(row["scorer"], row["keep_ratio"]): row for row in json.loads(json_path.read_text())["rows"]}
+    visionzip, dart, full = rows["visionzip", 0.25], rows["dart", 0.25], rows["dart", 1.0]
+    assert visionzip["scoring_s"] > 0 and visionzip["ratios"]["flops"] < 0.6
+    # DART runs layer 0 on every token: its FLOPs fall less than those of an input-stage scorer.
+    assert visionzip["ratios"]["flops"] < dart["ratios"]["flops"] < 1.0 and dart["sequence_length"] < full["sequence_length"]

@@ -105,3 +105,25 @@ def test_answer_normalisation():
     assert normalize_answer("  Red. ") == "red"
     assert is_correct("Yes!", "yes")
     assert not is_correct("yes no", "yes")
+
+
+def test_question_objects_are_the_ones_the_question_names():
+    from explainprune.data.synthetic import OTHER_OBJECT_WEIGHT, generate_samples, question_objects, question_relevance
+
+    for sample in generate_samples("test", 0, 60, [224], 3, 6):
+        named = [sample.objects[i] for i in question_objects(sample)]
+        question = sample.question
+        if sample.qtype == "colour":
+            assert [o["colour"] for o in named] == [sample.answer]  # the unique object of the named shape
+        elif sample.qtype == "shape":
+            assert [o["shape"] for o in named] == [sample.answer]
+        elif sample.qtype == "count":
+            assert len(named) == int(sample.answer)
+        elif sample.qtype == "exists":
+            assert named and all(o["colour"] in question or o["shape"] in question for o in named)
+            assert (sample.answer == "yes") == any(f"{o['colour']} {o['shape']}" in question for o in named)
+        else:
+            assert len(named) == 2 and all(f"{o['colour']} {o['shape']}" in question for o in named)
+        relevance = question_relevance(sample)
+        assert set(np.unique(relevance).tolist()) <= {0.0, np.float32(OTHER_OBJECT_WEIGHT).item(), 1.0}
+        assert (relevance == 1.0).sum() == np.isin(sample.mask, question_objects(sample)).sum()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from explainprune.bench.quality import bootstrap_retention
+from explainprune.bench.quality import bootstrap_difference, bootstrap_retention
 from explainprune.cli import main
 
 
@@ -20,11 +20,11 @@ def test_eval_writes_the_documented_json(tiny_dirs, tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"model", "data", "device", "dtype", "n", "baseline_accuracy", "rows"}
+    assert set(report) == {"model", "data", "device", "dtype", "options", "n", "baseline_accuracy", "rows"}
     assert (report["device"], report["dtype"]) == ("cpu", "fp32")
     assert report["n"] == 6 and len(report["rows"]) == 9
     for row in report["rows"]:
-        assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens"}
+        assert set(row) == {"scorer", "keep_ratio", "accuracy", "retention", "retention_ci", "visual_tokens", "oracle"}
         assert len(row["retention_ci"]) == 2
     by_keep = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
     full = by_keep[("layer0", 1.0)]["visual_tokens"]
@@ -43,10 +43,47 @@ def test_bootstrap_interval_contains_the_point_estimate():
     assert low < point < high and high - low < 15
 
 
+def test_eval_reports_paired_differences_to_the_reference_and_marks_oracles(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main([
+        "eval", "--model", "embedded", "--data", "synthetic:split=test,seed=3,n=8,size=224",
+        "--keep", "1,0.25", "--scorers", "random,divprune,mask-oracle", "--reference", "random,divprune",
+        "--option", "random.seed=3", "--json", str(out), "--batch-size", "4",
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["references"] == ["random", "divprune"] and report["options"] == {"random": {"seed": "3"}}
+    rows = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
+    for reference in ("random", "divprune"):
+        assert rows[(reference, 0.25)]["vs"][reference] == {"difference": 0.0, "ci": [0.0, 0.0]}
+        for name in ("random", "divprune", "mask-oracle"):
+            row, versus = rows[(name, 0.25)], rows[(name, 0.25)]["vs"][reference]
+            assert versus["difference"] == round(row["retention"] - rows[(reference, 0.25)]["retention"], 2)
+            assert versus["ci"][0] <= versus["difference"] <= versus["ci"][1]
+    assert rows[("mask-oracle", 0.25)]["oracle"] and not rows[("divprune", 0.25)]["oracle"]
+    printed = capsys.readouterr().out
+    assert "vs random" in printed and "vs divprune" in printed and "mask-oracle *" in printed and "* oracle:" in printed
+
+
+def test_paired_difference_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    baseline = (rng.random(400) < 0.9).astype(float)
+    reference = baseline * (rng.random(400) < 0.7)
+    better = np.maximum(reference, baseline * (rng.random(400) < 0.5))
+    low, high = bootstrap_difference(better, reference, baseline)
+    point = 100 * (better.mean() - reference.mean()) / baseline.mean()
+    assert 0 < low < point < high
+    assert bootstrap_difference(reference, reference, baseline) == [0.0, 0.0]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["eval", "--keep", "0,0.5"], "argument --keep: keep ratios must be in (0, 1]"),
+        (["eval", "--scorers", "random", "--reference", "learned"], "--reference 'learned' must be one of --scorers"),
+        (["eval", "--scorers", "random", "--option", "seed=3"], "expected SCORER.KEY=VALUE"),
+        (["eval", "--scorers", "random", "--option", "dart.layer=3"], "scorer 'dart' is not in --scorers"),
+        (["eval", "--scorers", "dart", "--option", "dart.depth=3"], "scorer 'dart' does not take option(s) ['depth']"),
         (["eval", "--scorers", "layer0,attn"], "unknown scorer 'attn'; known scorers:"),
         (["eval", "--model", "/nonexistent/model", "--scorers", "random"], "not 'embedded' and not a model directory"),
     ],

@@ -142,8 +142,12 @@ class Compressor:
         return not isinstance(self.scorer, InLLMPruner)
 
     @torch.no_grad()
-    def encode(self, **inputs) -> EncodedBatch:
-        """The unpruned batch as the language model sees it (embeddings, positions, visual spans)."""
+    def encode(self, capture_vision: bool | None = None, **inputs) -> EncodedBatch:
+        """The unpruned batch as the language model sees it (embeddings, positions, visual spans).
+
+        `capture_vision` (default: whether the scorer needs it) keeps the vision encoder's saliency
+        attention input for saliency-based scorers (`explainprune.vision_saliency`).
+        """
         if inputs.get("input_ids") is None:
             raise InputMismatchError("input_ids are required: pass the processor's output (compressor.prepare(**inputs))")
         unknown = sorted(set(inputs) - MODEL_INPUT_NAMES - IGNORED_INPUT_NAMES)
@@ -152,7 +156,9 @@ class Compressor:
                 f"unknown input(s) {unknown}: prepare() and encode() take the processor's output only "
                 f"(settings such as keep_ratio belong to the Compressor)"
             )
-        return self.adapter.encode(inputs)
+        if capture_vision is None:
+            capture_vision = getattr(self.scorer, "needs_vision_capture", False)
+        return self.adapter.encode(inputs, capture_vision=capture_vision)
 
     @torch.no_grad()
     def score(self, encoded: EncodedBatch) -> list[list[torch.Tensor]]:

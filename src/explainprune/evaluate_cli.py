@@ -7,24 +7,44 @@ import json
 
 from .arguments import check_scorers
 from .bench.quality import check_evaluation, check_plot_path, evaluate, format_table, plot_retention
+from .errors import ExplainPruneError
+from .options import group_scorer_options
+from .scoring import make_scorer
 from .data import load_samples
 from .devices import resolve_device
 from .loading import load_model, model_directory
+
+LEARNED_SCORERS = ("learned", "learned-mmr")  # --predictor is theirs
 
 
 def main(args: argparse.Namespace) -> int:
     # cheap checks first: a mistake is refused before samples are made or the model loads
     check_scorers(args.scorers)
+    for reference in args.reference:
+        if reference not in args.scorers:
+            raise ExplainPruneError(f"--reference {reference!r} must be one of --scorers ({', '.join(args.scorers)})")
+    try:
+        options = group_scorer_options(args.option, args.scorers)
+    except argparse.ArgumentTypeError as error:
+        raise ExplainPruneError(str(error)) from None
+    if args.predictor:
+        for name in LEARNED_SCORERS:
+            options.setdefault(name, {})["predictor"] = args.predictor
+    for name in args.scorers:  # bad options fail before the model loads
+        make_scorer(name, **options.get(name, {}))
     model_directory(args.model)
     resolve_device(args.device)
     if args.plot:
         check_plot_path(args.plot)
     samples = load_samples(args.data)
     check_evaluation(samples, args.scorers, args.keep, args.batch_size)
-    options = {"learned": {"predictor": args.predictor}} if args.predictor else {}
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
-    report |= evaluate(model, processor, samples, args.scorers, args.keep, options, args.batch_size, keep_answers=bool(args.answers))
+    report["options"] = {name: {key: str(value) for key, value in given.items()} for name, given in options.items()}
+    report |= evaluate(
+        model, processor, samples, args.scorers, args.keep, options, args.batch_size,
+        keep_answers=bool(args.answers), references=args.reference,
+    )  # fmt: skip
     answers = report.pop("answers", None)
     print(format_table(report))
     if args.answers:

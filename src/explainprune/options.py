@@ -104,3 +104,42 @@ def add_keep_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 def add_scorers_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--scorers", type=comma_list, default=comma_list(default), help=f"comma-separated scorer names (default: {default})")
+
+
+def option_value(text: str):
+    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+def scorer_option(text: str) -> tuple[str, str, object]:
+    """'learned-mmr.mmr_lambda=0.5' -> ('learned-mmr', 'mmr_lambda', 0.5)."""
+    target, eq, value = text.partition("=")
+    name, dot, key = target.rpartition(".")
+    if not eq or not dot or not name or not key:
+        raise argparse.ArgumentTypeError(f"expected SCORER.KEY=VALUE, e.g. dart.layer=3, got {text!r}")
+    return name, key, option_value(value)
+
+
+def add_scorer_option_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--option", type=scorer_option, action="append", default=[], metavar="SCORER.KEY=VALUE",
+        help="a scorer's option, e.g. learned-mmr.mmr_lambda=0.5 or dart.layer=3 (repeatable)",
+    )  # fmt: skip
+
+
+def group_scorer_options(items: list[tuple[str, str, object]], scorers: list[str]) -> dict[str, dict]:
+    """--option values as {scorer: {key: value}}, each naming one of `scorers`."""
+    options: dict[str, dict] = {}
+    for name, key, value in items:
+        if name not in scorers:
+            raise argparse.ArgumentTypeError(f"--option {name}.{key}: scorer {name!r} is not in --scorers ({', '.join(scorers)})")
+        options.setdefault(name, {})[key] = value
+    return options

@@ -44,12 +44,12 @@ def top_k(scores: torch.Tensor, span: VisualSpan, k: int) -> Choice:
     return Choice(torch.topk(scores, k, sorted=False).indices)
 
 
-def choices_from_scores(scores, spans_per_sample, budgets, pick=top_k) -> list[list[Choice]]:
-    """One `Choice` per span from precomputed scores; spans whose budget covers them keep everything."""
-    check_per_span("scores", scores, spans_per_sample)
+def choices_per_span(spans_per_sample, budgets, choose_span) -> list[list[Choice]]:
+    """One `Choice` per span from `choose_span(sample, span_index, span, k)`; spans whose budget covers
+    them keep everything."""
     return [
         [
-            Choice(torch.arange(span.num_tokens)) if k >= span.num_tokens else pick(scores[b][s], span, k)
+            Choice(torch.arange(span.num_tokens)) if k >= span.num_tokens else choose_span(b, s, span, k)
             for s, (span, k) in enumerate(zip(spans, budgets[b]))
         ]
         for b, spans in enumerate(spans_per_sample)
@@ -64,6 +64,12 @@ def check_per_span(what: str, values, spans_per_sample) -> None:
         raise ExplainPruneError(
             f"{what} per sample and span: expected {counts} (spans per sample), got {given if given is not None else type(values).__name__}"
         )
+
+
+def choices_from_scores(scores, spans_per_sample, budgets, pick=top_k) -> list[list[Choice]]:
+    """One `Choice` per span from precomputed scores; spans whose budget covers them keep everything."""
+    check_per_span("scores", scores, spans_per_sample)
+    return choices_per_span(spans_per_sample, budgets, lambda b, s, span, k: pick(scores[b][s], span, k))
 
 
 def keep_everything(encoded: EncodedBatch) -> list[list[Choice]]:

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InputMismatchError
+from ..errors import InputMismatchError, UnsupportedModelError
+from ..vision_saliency import TokenSaliency, VisionCapture, capture_module_inputs
+
+VISION_INPUT_NAMES = ("image_grid_thw", "video_grid_thw", "image_sizes", "batch_num_images")
 
 
 @dataclass
@@ -39,6 +42,7 @@ class EncodedBatch:
     attention_mask: torch.Tensor  # (B, L), 1 for real tokens
     position_ids: torch.Tensor  # (B, L), or (3, B, L) for M-RoPE
     spans: list[list[VisualSpan]]  # per sample, in sequence order
+    vision_capture: VisionCapture | None = None  # the saliency block's input, when asked for (vision_saliency.py)
 
     @property
     def batch_size(self) -> int:
@@ -73,17 +77,54 @@ class Adapter:
         self.model = model
         self.config = model.config
 
-    def encode(self, inputs: dict) -> EncodedBatch:
-        """The unpruned batch as the language model sees it, from the processor's output."""
+    def encode(self, inputs: dict, capture_vision: bool = False) -> EncodedBatch:
+        """The unpruned batch as the language model sees it, from the processor's output.
+
+        `capture_vision` also keeps the input of the vision encoder's saliency attention module
+        (`saliency_attention`), from which `vision_saliency.span_saliency` recomputes its attention.
+        """
         input_ids = inputs["input_ids"]
         self.check_token_ids(input_ids)
         attention_mask = checked_attention_mask(input_ids, inputs.get("attention_mask"))
-        return self.encode_checked(inputs, input_ids, attention_mask)
+        if not capture_vision:
+            return self.encode_checked(inputs, input_ids, attention_mask)
+        pixels = {m: inputs.get(key) for m, key in (("image", "pixel_values"), ("video", "pixel_values_videos"))}
+        capture = VisionCapture(
+            modalities=[m for m, value in pixels.items() if value is not None],
+            inputs={k: inputs[k] for k in VISION_INPUT_NAMES if inputs.get(k) is not None},
+            pixel_shapes={m: tuple(value.shape) for m, value in pixels.items() if value is not None},
+        )
+        with capture_module_inputs(self.saliency_attention(), capture.calls):
+            encoded = self.encode_checked(inputs, input_ids, attention_mask)
+        encoded.vision_capture = capture
+        return encoded
 
     # -- what each family implements -------------------------------------------------------
     def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         """`encode` once the token ids are known to fit the model and the mask is filled in."""
         raise NotImplementedError
+
+    def saliency_attention(self) -> torch.nn.Module:
+        """The vision attention module whose attention is the tokens' saliency (vision_saliency.py)."""
+        raise UnsupportedModelError(f"vision saliency is not implemented for the {self.family or type(self).__name__} family")
+
+    def token_saliency(self, capture: VisionCapture) -> dict[str, list[TokenSaliency]]:
+        """Per modality, per image or video in batch order, the saliency and keys of its scored tokens."""
+        raise UnsupportedModelError(f"vision saliency is not implemented for the {self.family or type(self).__name__} family")
+
+    @staticmethod
+    def captured_calls(capture: VisionCapture) -> list[tuple[str, torch.Tensor, dict]]:
+        """(modality, module input, keyword arguments) of each captured call; every family's encode
+        runs the vision encoder once for all images, then once for all videos."""
+        if len(capture.calls) != len(capture.modalities):
+            raise InputMismatchError(
+                f"captured {len(capture.calls)} vision-encoder calls for a batch with {capture.modalities or 'no images or videos'}: "
+                "encode the batch with capture_vision=True in one call"
+            )
+        return [
+            (modality, args[0] if args else kwargs["hidden_states"], kwargs)
+            for modality, (args, kwargs) in zip(capture.modalities, capture.calls)
+        ]
 
     # -- shared -----------------------------------------------------------------------------
     @property

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..vision_saliency import TokenSaliency, batched_attention, feature_layer_attention
 from .base import Adapter, EncodedBatch, spans_from_grids
 
 
@@ -19,6 +20,20 @@ class LlavaAdapter(Adapter):
             return (1, int(image_size[0]) // patch, int(image_size[1]) // patch)
         side = math.isqrt(n_tokens)
         return (1, side, side) if side * side == n_tokens else (1, 1, n_tokens)
+
+    def saliency_attention(self):
+        """The attention of the layer that gives the features (CLIP: layer -2, as VisionZip reads it)."""
+        return feature_layer_attention(self.model.model.vision_tower, self.config.vision_feature_layer)
+
+    def token_saliency(self, capture):
+        """[CLS] attention over the patches when the [CLS] token is dropped ('default' strategy, CLIP),
+        else the attention each token receives (encoders without [CLS], e.g. SigLIP)."""
+        result = {}
+        for modality, hidden, _ in self.captured_calls(capture):
+            cls_query = self.config.vision_feature_select_strategy == "default"
+            received, keys = batched_attention(self.saliency_attention(), hidden, cls_query)
+            result[modality] = [TokenSaliency(s, k) for s, k in zip(received, keys)]
+        return result
 
     def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         image_id = self.config.image_token_id

@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers.models.llava_onevision.modeling_llava_onevision import image_size_to_num_patches
 
 from ..errors import InputMismatchError
+from ..vision_saliency import TokenSaliency, batched_attention, feature_layer_attention
 from .base import Adapter, EncodedBatch, VisualSpan, assign_placeholders, merge_spans
 
 
@@ -60,6 +62,45 @@ class LlavaOnevisionAdapter(Adapter):
             newline = newline.cpu()
             spans[sample].append(VisualSpan(modality, positions[~newline], grids, structural=positions[newline]))
         return spans
+
+    def saliency_attention(self):
+        """The attention of the SigLIP layer that gives the features (vision_feature_layer)."""
+        return feature_layer_attention(self.model.model.vision_tower, self.config.vision_feature_layer)
+
+    def _tiles_per_image(self, capture) -> list[int]:
+        """Vision-encoder crops of each image, as get_image_features counts them."""
+        sizes, counts = capture.inputs["image_sizes"], capture.inputs.get("batch_num_images")
+        patching = [True] * len(sizes) if counts is None else [n == 1 for n in counts for _ in range(n)]
+        return [
+            image_size_to_num_patches(size, self.config.image_grid_pinpoints, self.config.vision_config.image_size)
+            if patch
+            else 1
+            for size, patch in zip(sizes, patching)
+        ]
+
+    def token_saliency(self, capture):
+        """Attention each patch receives (SigLIP has no [CLS]), mapped to the LLM tokens by the model's own
+        packing: anyres tiles unpadded (and resized when too many), videos pooled; saliency and keys
+        travel together as channels, so each token gets the interpolation of its patches."""
+        inner = self.model.model
+        cls_query = self.config.vision_feature_select_strategy == "default"
+        result = {}
+        for modality, hidden, _ in self.captured_calls(capture):
+            received, keys = batched_attention(self.saliency_attention(), hidden, cls_query)
+            channels = torch.cat([received.unsqueeze(-1), keys], dim=-1)  # (crops or frames, patches, 1 + d)
+            if modality == "image":
+                packed, _ = inner.pack_image_features(
+                    list(channels.split(self._tiles_per_image(capture))),
+                    capture.inputs["image_sizes"],
+                    image_newline=None,
+                    vision_aspect_ratio=self.config.vision_aspect_ratio,
+                )
+            else:
+                videos = capture.pixel_shapes["video"][0]
+                pooled = inner.apply_pooling(channels)
+                packed = list(pooled.reshape(videos, -1, pooled.shape[-1]))
+            result[modality] = [TokenSaliency(p[:, 0], p[:, 1:]) for p in packed]
+        return result
 
     def encode_checked(self, inputs: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedBatch:
         inner, config = self.model.model, self.config

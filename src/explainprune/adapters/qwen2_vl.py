@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+from transformers.vision_utils import get_vision_window_index
 
 from ..errors import InputMismatchError
+from ..vision_saliency import TokenSaliency, packed_qwen_attention
 from .base import Adapter, EncodedBatch, merge_spans, spans_from_grids
 
 
@@ -37,6 +39,36 @@ class Qwen2VLAdapter(Adapter):
                 "grids the processor made with these pixels"
             )
         return grid_thw
+    def saliency_attention(self):
+        """The last full-attention vision block's attention (Qwen2.5-VL: the last of fullatt_block_indexes)."""
+        vision = self.model.model.visual
+        full_attention = getattr(vision.config, "fullatt_block_indexes", None)
+        return vision.blocks[full_attention[-1] if full_attention else len(vision.blocks) - 1].attn
+
+    def raster_order(self, grid_thw: torch.Tensor) -> torch.Tensor:
+        """Merge groups in the vision blocks' order -> the LLM's raster order: Qwen2.5-VL's window
+        reordering undone (argsort of its window index, as the model orders its merger output)."""
+        config = self.model.model.visual.config
+        if not getattr(config, "fullatt_block_indexes", None):
+            return torch.arange(int((grid_thw.prod(-1) // config.spatial_merge_size**2).sum()))
+        window_index, _ = get_vision_window_index(grid_thw.cpu(), config.spatial_merge_size, config.window_size, config.patch_size)
+        return torch.argsort(window_index)
+
+    def token_saliency(self, capture):
+        """Patch saliency summed over each 2x2 merge group, keys averaged, in the LLM's raster order."""
+        unit = self.model.model.visual.config.spatial_merge_size**2
+        result = {}
+        for modality, hidden, kwargs in self.captured_calls(capture):
+            grid_thw = capture.inputs[f"{modality}_grid_thw"]
+            received, keys = packed_qwen_attention(
+                self.saliency_attention(), hidden, kwargs["cu_seqlens"], kwargs["position_embeddings"]
+            )
+            raster = self.raster_order(grid_thw).to(received.device)
+            saliency = received.view(-1, unit).sum(-1)[raster]
+            keys = keys.view(-1, unit, keys.shape[-1]).mean(1)[raster]
+            sizes = (grid_thw.prod(-1) // unit).tolist()
+            result[modality] = [TokenSaliency(s, k) for s, k in zip(saliency.split(sizes), keys.split(sizes))]
+        return result
 
     def rope_index_kwargs(self, inputs: dict) -> dict:
         """Extra arguments of the family's get_rope_index."""

@@ -41,9 +41,14 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     model = build_model(args.arch, torch_dtype(args.dtype), args.layers, device, args.attn_implementation or "sdpa")
     inputs = {k: v.to(device) for k, v in synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed).items()}
     predictor = args.predictor
-    if predictor is None and "learned" in scorers and args.arch != "embedded":
+    if predictor is None and {"learned", "learned-mmr"} & set(scorers) and args.arch != "embedded":
         predictor = untrained_predictor(model).to(device)
-    scorer_options = {"fastv": {"layer": args.fastv_layer}, "learned": {"predictor": predictor}}
+    scorer_options = {
+        "fastv": {"layer": args.inllm_layer},
+        "dart": {"layer": args.inllm_layer},
+        "learned": {"predictor": predictor},
+        "learned-mmr": {"predictor": predictor},
+    }
     result = run_benchmark(
         model,
         inputs,

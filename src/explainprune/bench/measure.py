@@ -3,8 +3,10 @@
 Each round measures every case once, so load changes during the run hit all cases alike; the
 first `warmup` rounds are discarded. Per case and round: scoring (`compressor.select`), for
 input-stage scorers the gather of kept tokens and the LLM prefill (`model(**prepared,
-use_cache=True, logits_to_keep=1)`), for FastV its whole prefill (layers < K, scoring, layers >= K,
-lm_head), then greedy decoding of `decode_tokens` tokens through the KV cache.
+use_cache=True, logits_to_keep=1)`), for in-LLM pruners (FastV, DART) their whole prefill (layers < K, scoring, layers >= K,
+lm_head), then greedy decoding of `decode_tokens` tokens through the KV cache. Saliency-based
+scorers get the vision encoder's captured block input; recomputing its attention is part of their
+scoring time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Case:
     compressor: Compressor
     samples: dict[str, Samples] = field(default_factory=lambda: {name: Samples() for name in FIGURES})
     facts: dict = field(default_factory=dict)  # sizes, identical in every round
-    layer_input: torch.Tensor | None = None  # FastV: layer K's input, for timing its scoring alone
+    layer_input: torch.Tensor | None = None  # in-LLM pruners: layer K's input, for timing their scoring alone
 
 
 def kv_cache_bytes(cache) -> int:
@@ -86,23 +88,23 @@ def measure_input_stage(case: Case, encoded, decode_tokens: int) -> dict:
     return dict(scoring_s=scoring_s, gather_s=gather_s, prefill_s=prefill_s, decode_s=decode_s)
 
 
-def measure_fastv(case: Case, encoded, decode_tokens: int) -> dict:
-    compressor, fastv = case.compressor, case.compressor.scorer
+def measure_in_llm(case: Case, encoded, decode_tokens: int) -> dict:
+    compressor, pruner = case.compressor, case.compressor.scorer
     device = compressor.model.device
     if case.layer_input is None:
-        case.layer_input = fastv.early_layers(compressor.adapter, encoded, DynamicCache(config=compressor.adapter.language_model.config))
+        case.layer_input = pruner.early_layers(compressor.adapter, encoded, DynamicCache(config=compressor.adapter.language_model.config))
     at_layer = replace(encoded, inputs_embeds=case.layer_input)
-    scoring_s, _ = timed(device, fastv.choose, compressor.adapter, at_layer, span_budgets(at_layer, compressor.keep_ratio))
-    prefill_s, state = timed(device, fastv.prefill, compressor.adapter, encoded, compressor.keep_ratio)
+    scoring_s, _ = timed(device, pruner.choose, compressor.adapter, at_layer, span_budgets(at_layer, compressor.keep_ratio))
+    prefill_s, state = timed(device, pruner.prefill, compressor.adapter, encoded, compressor.keep_ratio)
     depth = compressor.adapter.language_model.config.num_hidden_layers
     full, pruned = encoded.inputs_embeds.shape[1], state.late_mask.shape[1]
     case.facts.update(
         sequence_length=pruned,
-        layer_lengths=[full] * fastv.layer + [pruned] * (depth - fastv.layer),
+        layer_lengths=[full] * pruner.layer + [pruned] * (depth - pruner.layer),
         visual_tokens_kept=prune_stats(encoded, state.kept).visual_after[0],
         kv_bytes=kv_cache_bytes(state.cache),
     )
-    decode_s, _ = timed(device, decode_in_llm, fastv, compressor.adapter, state, decode_tokens)
+    decode_s, _ = timed(device, decode_in_llm, pruner, compressor.adapter, state, decode_tokens)
     return dict(scoring_s=scoring_s, gather_s=0.0, prefill_s=prefill_s, decode_s=decode_s)
 
 
@@ -113,8 +115,8 @@ def ratio(value, baseline):
 def case_figures(case: Case, vision: Samples, decode_tokens: int, text_config) -> dict:
     """The reported figures of one case (medians for times)."""
     median = {name: samples.median for name, samples in case.samples.items()}
-    # FastV's prefill includes its scoring; input-stage scorers select and gather before the prefill.
-    before_prefill = 0.0 if case.scorer == "fastv" else median["scoring_s"] + median["gather_s"]
+    # An in-LLM pruner's prefill includes its scoring; input-stage scorers select and gather before it.
+    before_prefill = median["scoring_s"] + median["gather_s"] if case.compressor.input_stage else 0.0
     return {
         "vision_s": vision.median,
         "scoring_s": median["scoring_s"],
@@ -163,17 +165,18 @@ def run_benchmark(
         for keep in keep_ratios
     ]
     encoder = cases[0].compressor
+    capture_vision = any(getattr(case.compressor.scorer, "needs_vision_capture", False) for case in cases)
     vision = Samples()
     encoded = None
     for round_index in range(warmup + repeats):
-        seconds, encoded = timed(model.device, encoder.encode, **inputs)
+        seconds, encoded = timed(model.device, encoder.encode, capture_vision=capture_vision, **inputs)
         if round_index >= warmup:
             vision.values.append(seconds)
     progress(f"vision encoder: {vision.median:.3f} s (median of {repeats})")
     for round_index in range(warmup + repeats):
         measuring = round_index >= warmup
         for case in cases:
-            measure = measure_fastv if case.scorer == "fastv" else measure_input_stage
+            measure = measure_input_stage if case.compressor.input_stage else measure_in_llm
             figures = measure(case, encoded, decode_tokens if measuring else min(2, decode_tokens))
             if measuring:
                 for name, value in figures.items():

@@ -1,8 +1,10 @@
 """Quality harness: accuracy and retention of every scorer and keep ratio on a VQA data set.
 
 Retention = accuracy / accuracy at keep 1.0 x 100, with a paired bootstrap 95% interval over questions.
+With reference scorers, each row also gets the difference of its retention to each reference's at the
+same keep ratio, with a paired bootstrap 95% interval (the same questions resampled for both).
 Each batch is encoded once (vision tower included); each scorer scores it once; every keep ratio
-then reuses those scores.
+then reuses those scores. Oracles that need labels (`mask-oracle`) are built per batch from its samples.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..data import is_correct, make_inputs
 from ..data.sample import Sample
 from ..errors import ExplainPruneError
 from ..prune import check_keep_ratio
+from ..scoring import scorer_class
 
 MAX_NEW_TOKENS = 6
 
@@ -65,6 +68,19 @@ def check_evaluation(samples: list[Sample], scorers: list[str], keep_ratios: lis
             raise ExplainPruneError(f"{what} must be a non-empty list without repeats, got {values}")
 
 
+def bootstrap_difference(correct: np.ndarray, reference: np.ndarray, baseline: np.ndarray, rounds: int = 2000, seed: int = 0):
+    """95% interval of the retention difference 100 * (mean(correct) - mean(reference)) / mean(baseline),
+    the three resampled on the same questions ([None, None] when the baseline answers nothing right)."""
+    if not baseline.any():
+        return [None, None]
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(correct), size=(rounds, len(correct)))
+    base = baseline[index].mean(1)
+    difference = 100.0 * (correct[index].mean(1) - reference[index].mean(1)) / np.where(base > 0, base, np.nan)
+    low, high = np.nanpercentile(difference, [2.5, 97.5])
+    return [round(float(low), 2), round(float(high), 2)]
+
+
 def evaluate(
     model,
     processor,
@@ -75,11 +91,17 @@ def evaluate(
     batch_size: int = 16,
     progress: bool = True,
     keep_answers: bool = False,
+    references: list[str] = (),
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
-    with `keep_answers`, also every answer ("answers": one record per question, scorer and keep)."""
+    with `keep_answers`, also every answer ("answers": one record per question, scorer and keep); with
+    `references` (some of `scorers`), each row's retention difference to each with a paired interval."""
     check_evaluation(samples, scorers, keep_ratios, batch_size)
     scorer_options = scorer_options or {}
+    for reference in references:
+        if reference not in scorers:
+            raise ExplainPruneError(f"reference scorer {reference!r} must be one of the evaluated scorers: {', '.join(scorers)}")
+    oracles = [name for name in scorers if getattr(scorer_class(name), "needs_labels", False)]
     pruned_keeps = [k for k in keep_ratios if k < 1.0]
     compressors = {
         (name, keep): Compressor(model, processor, scorer=name, keep_ratio=keep, **scorer_options.get(name, {}))
@@ -87,13 +109,17 @@ def evaluate(
         for keep in pruned_keeps
     }
     baseline_compressor = Compressor(model, processor, scorer="random", keep_ratio=1.0)
+    capture_vision = any(getattr(c.scorer, "needs_vision_capture", False) for c in compressors.values())
     predictions: dict = {key: [] for key in [("baseline", 1.0), *compressors]}
     tokens: dict = {key: [] for key in predictions}
     with tqdm(total=len(samples), desc="eval", unit="q", disable=not progress) as bar:  # closed on errors too
         for start in range(0, len(samples), batch_size):
             batch = samples[start : start + batch_size]
             inputs = make_inputs(processor, batch, device=model.device)
-            encoded = baseline_compressor.encode(**inputs)
+            encoded = baseline_compressor.encode(capture_vision=capture_vision, **inputs)
+            for name in oracles:
+                for keep in pruned_keeps:
+                    compressors[(name, keep)].scorer = scorer_class(name).for_samples(batch)
             runs = [(("baseline", 1.0), baseline_compressor, None)]
             for name in scorers:
                 first = compressors.get((name, pruned_keeps[0])) if pruned_keeps else None
@@ -106,7 +132,7 @@ def evaluate(
                 tokens[key] += kept
             bar.update(len(batch))
     correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
-    report = retention_report(correct, scorers, keep_ratios, tokens)
+    report = retention_report(correct, scorers, keep_ratios, tokens, references, oracles)
     if keep_answers:
         report["answers"] = [
             {"id": sample.id, "scorer": name, "keep_ratio": keep, "prediction": answer, "correct": hit}
@@ -116,10 +142,19 @@ def evaluate(
     return report
 
 
-def retention_report(correct: dict, scorers: list[str], keep_ratios: list[float], tokens: dict | None = None) -> dict:
+def retention_report(
+    correct: dict,
+    scorers: list[str],
+    keep_ratios: list[float],
+    tokens: dict | None = None,
+    references: list[str] = (),
+    oracles: list[str] = (),
+) -> dict:
     """Rows of accuracy, retention and its bootstrap interval per scorer and keep ratio, from per-question
     scores: `correct` maps ("baseline", 1.0) and each (scorer, keep < 1) to one score in [0, 1] per
-    question (the same questions in the same order); `tokens` likewise to visual tokens kept."""
+    question (the same questions in the same order); `tokens` likewise to visual tokens kept. With
+    `references`, each row's retention difference to each at the same keep (`vs`: reference ->
+    {"difference", "ci"}, a paired bootstrap interval); `oracles` are marked as such."""
     baseline = np.array(correct[("baseline", 1.0)], dtype=float)
     baseline_accuracy = float(baseline.mean())
     rows = []
@@ -137,25 +172,45 @@ def retention_report(correct: dict, scorers: list[str], keep_ratios: list[float]
             }
             if tokens is not None:
                 row["visual_tokens"] = round(float(np.mean(tokens[key])), 1)
+            row["oracle"] = name in oracles
+            if references:
+                row["vs"] = {}
+            for reference in references:
+                reference_hits = np.array(correct[("baseline", 1.0) if keep >= 1.0 else (reference, keep)], dtype=float)
+                difference = 100.0 * (accuracy - float(reference_hits.mean())) / baseline_accuracy if baseline_accuracy else None
+                row["vs"][reference] = {
+                    "difference": round(difference, 2) if difference is not None else None,
+                    "ci": bootstrap_difference(hits, reference_hits, baseline),
+                }
             rows.append(row)
-    return {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+    report = {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
+    return report | ({"references": list(references)} if references else {})
 
 
 def format_table(report: dict) -> str:
     """A fixed-width table of an evaluate() report."""
-    lines = [
-        f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}",
-        f"{'scorer':<10} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16}"
-        + (f" {'tokens':>7}" if all("visual_tokens" in row for row in report["rows"]) else ""),
-    ]
+    references = report.get("references", [])
+    width = max(10, *(len(row["scorer"]) + 2 * row.get("oracle", False) for row in report["rows"]))
+    with_tokens = all("visual_tokens" in row for row in report["rows"])
+    header = f"{'scorer':<{width}} {'keep':>5} {'accuracy':>8} {'retention':>9} {'95% CI':>16}"
+    header += f" {'tokens':>7}" if with_tokens else ""
+    header += "".join(f" {'vs ' + reference:>15} {'paired 95% CI':>16}" for reference in references)
+    lines = [f"n={report['n']}  baseline accuracy={report['baseline_accuracy']:.3f}", header]
     for row in report["rows"]:
-        low, high = row["retention_ci"]
         retention = f"{row['retention']:.1f}" if row["retention"] is not None else "n/a"
-        interval = f"[{low:.1f}, {high:.1f}]" if low is not None else "n/a"
-        lines.append(
-            f"{row['scorer']:<10} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
-            f"{interval:>16}" + (f" {row['visual_tokens']:>7.1f}" if "visual_tokens" in row else "")
+        name = f"{row['scorer']} *" if row.get("oracle") else row["scorer"]
+        line = (
+            f"{name:<{width}} {row['keep_ratio']:>5.2f} {row['accuracy']:>8.3f} {retention:>9} "
+            f"{_interval(row['retention_ci']):>16}"
         )
+        line += f" {row['visual_tokens']:>7.1f}" if with_tokens else ""
+        for reference in references:
+            versus = row["vs"][reference]
+            difference = f"{versus['difference']:+.1f}" if versus["difference"] is not None else "n/a"
+            line += f" {difference:>15} {_interval(versus['ci'], signed=True):>16}"
+        lines.append(line)
+    if any(row.get("oracle") for row in report["rows"]):
+        lines.append("* oracle: uses the labels (where the question's objects are), an upper bound, not a method")
     return "\n".join(lines)
 
 
@@ -168,6 +223,13 @@ def check_plot_path(path) -> None:
         raise ExplainPruneError(f"--plot {path}: name a file ending in one of .{', .'.join(sorted(formats))} (e.g. .png)")
 
 
+def _interval(interval, signed: bool = False) -> str:
+    low, high = interval
+    if low is None:
+        return "n/a"
+    return ("[{:+.1f}, {:+.1f}]" if signed else "[{:.1f}, {:.1f}]").format(low, high)
+
+
 def plot_retention(report: dict, path) -> None:
     """Retention against keep ratio, one line per scorer."""
     import matplotlib
@@ -178,7 +240,14 @@ def plot_retention(report: dict, path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(row["scorer"] for row in report["rows"]):
         rows = sorted((r for r in report["rows"] if r["scorer"] == name), key=lambda r: r["keep_ratio"])
-        axis.plot([r["keep_ratio"] for r in rows], [r["retention"] for r in rows], marker="o", label=name)
+        oracle = rows[0].get("oracle", False)
+        axis.plot(
+            [r["keep_ratio"] for r in rows],
+            [r["retention"] for r in rows],
+            marker="o",
+            linestyle="--" if oracle else "-",
+            label=f"{name} (oracle)" if oracle else name,
+        )
     axis.set_xlabel("keep ratio (share of visual tokens kept)")
     axis.set_ylabel("retention (% of unpruned accuracy)")
     axis.set_title(f"{report.get('model', '')} on {report.get('data', '')}\n(n={report['n']})", fontsize=9)

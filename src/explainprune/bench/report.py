@@ -96,7 +96,7 @@ def markdown_table(report: dict) -> str:
     lines += [
         "",
         "× = ratio to keep 1.0 of the same scorer in the same run. TTFT = vision encoder + scoring + "
-        "gather + LLM prefill (FastV: its prefill includes its scoring). FLOPs are analytical (LLM prefill).",
+        "gather + LLM prefill (in-LLM pruners, FastV and DART: their prefill includes their scoring). FLOPs are analytical (LLM prefill).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--text-tokens", type=positive_int, default=32, help="non-visual prompt tokens (a one-question chat prompt)")
     add_keep_option(parser, "1,0.5,0.25,0.1")
     add_scorers_option(parser, "layer0,fastv,learned")
-    parser.add_argument("--fastv-layer", type=non_negative_int, default=2, help="FastV's pruning layer K")
+    parser.add_argument(
+        "--inllm-layer", "--fastv-layer", dest="inllm_layer", type=non_negative_int, default=2,
+        help="pruning layer K of the in-LLM pruners (fastv, dart)",
+    )  # fmt: skip
     parser.add_argument(
         "--predictor", metavar="DIR", help="learned scorer's predictor (default: the shipped one for `embedded`, "
         "else an untrained predictor of the default size: its speed, not its choices, is measured)",

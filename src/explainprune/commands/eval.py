@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device_options, add_keep_option, add_scorers_option, comma_list, output_file, positive_int
+from ..options import add_device_options, add_keep_option, add_scorer_option_option, add_scorers_option, comma_list, output_file, positive_int
 
 HELP = "retention of scorers x keep ratios on a data set"
 RUN = "explainprune.evaluate_cli:main"
@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--predictor", type=comma_list,
         help="the learned scorer's predictor directory, or an image and a video predictor as DIR,DIR "
         "(default: the model's shipped ones)",
+    )  # fmt: skip
+    add_scorer_option_option(parser)
+    parser.add_argument(
+        "--reference", type=comma_list, default=[], metavar="SCORER[,SCORER]",
+        help="also report each row's retention difference to these scorers (of --scorers), with paired 95%% intervals",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=16)
     add_device_options(parser)

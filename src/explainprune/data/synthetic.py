@@ -210,3 +210,31 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, bbox, fill) -> None:
         draw.rectangle((x0, cy - t, x1, cy + t), fill=fill)
     else:
         raise ValueError(f"unknown shape {shape!r}")
+
+
+OTHER_OBJECT_WEIGHT = 1e-3  # other objects rank after any pixel of the question's objects, before background
+
+
+def question_objects(sample: Sample) -> list[int]:
+    """Indices into `sample.objects` of the objects the question is about: the named shape (colour and
+    count questions), the named colour (shape questions), everything sharing the colour or the shape
+    (existence: the object or its near misses), the two named objects (left/above)."""
+    words = sample.question.rstrip("?").replace("left of", "left").split()
+    colours = [w for w in words if w in COLOURS]
+    shapes = [s for w in words for s in SHAPES if w in (s, PLURALS[s])]
+    objects = sample.objects or []
+    if sample.qtype in ("left", "above"):
+        pairs = set(zip(colours, shapes))
+        return [i for i, o in enumerate(objects) if (o["colour"], o["shape"]) in pairs]
+    if sample.qtype in ("colour", "shape", "exists", "count"):
+        return [i for i, o in enumerate(objects) if o["colour"] in colours or o["shape"] in shapes]
+    raise ValueError(f"sample {sample.id!r} has no synthetic question type (got {sample.qtype!r})")
+
+
+def question_relevance(sample: Sample) -> np.ndarray:
+    """(H, W) pixel relevance for the oracle: 1 on the question's objects, OTHER_OBJECT_WEIGHT on the
+    other objects, 0 on the background."""
+    if sample.mask is None or sample.objects is None:
+        raise ValueError(f"sample {sample.id!r} has no object mask: only synthetic samples carry one")
+    relevant = np.isin(sample.mask, question_objects(sample))
+    return np.where(relevant, 1.0, np.where(sample.mask >= 0, OTHER_OBJECT_WEIGHT, 0.0)).astype(np.float32)

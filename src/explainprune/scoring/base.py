@@ -31,6 +31,8 @@ class Scorer:
     """
 
     name: str = ""
+    needs_vision_capture: bool = False  # encode must keep the vision saliency block's input (vision_saliency.py)
+    needs_labels: bool = False  # an oracle: built per batch from the samples (`for_samples`)
 
     def score(self, adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
         """Per sample, per visual span: one score per scored token (higher = keep)."""

@@ -1,0 +1,54 @@
+"""`mask-oracle`: an upper bound that needs labels. Keeps the tokens covering the objects the
+question is about first (then other objects, then background), from the synthetic generator's masks.
+
+Not a method: it reads the answer's location from the data. The evaluation harness builds it per
+batch with `MaskOracle.for_samples(samples)`; spans must be single images (one grid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.sample import Sample
+from ..data.synthetic import question_relevance
+from ..errors import ExplainPruneError
+from .base import Scorer, register
+
+
+def cell_means(pixel_map: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """(height * width,) raster means of an (H, W) map over a height x width grid of cells."""
+    pixels = torch.as_tensor(pixel_map, dtype=torch.float32)[None, None]
+    return F.adaptive_avg_pool2d(pixels, (height, width)).flatten()
+
+
+@register
+class MaskOracle(Scorer):
+    name = "mask-oracle"
+    needs_labels = True
+
+    def __init__(self, maps: list[np.ndarray] | None = None):
+        self.maps = maps
+
+    @classmethod
+    def for_samples(cls, samples: list[Sample]) -> MaskOracle:
+        """The oracle for one batch of synthetic samples (their question-object masks)."""
+        try:
+            return cls([question_relevance(sample) for sample in samples])
+        except ValueError as error:
+            raise ExplainPruneError(f"mask-oracle needs synthetic samples with object masks: {error}") from None
+
+    def score(self, adapter, encoded):
+        if self.maps is None or len(self.maps) != encoded.batch_size:
+            raise ExplainPruneError(
+                "mask-oracle needs one pixel relevance map per sample (MaskOracle.for_samples(batch)); "
+                f"got {0 if self.maps is None else len(self.maps)} for {encoded.batch_size} samples"
+            )
+        scores = []
+        for pixel_map, spans in zip(self.maps, encoded.spans):
+            if len(spans) != 1 or len(spans[0].grids) != 1 or spans[0].grids[0][0] != 1:
+                raise ExplainPruneError("mask-oracle supports samples with one image of one grid (Qwen, LLaVA-1.5)")
+            _, height, width = spans[0].grids[0]
+            scores.append([cell_means(pixel_map, height, width)])
+        return scores

@@ -1,0 +1,245 @@
+"""The peers' scorers on every family (budget exact, deterministic, batch equals singles) and on
+hand-made cases whose right answer is known; in-LLM DART against the unpruned model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import greedy, image, image_inputs, load_tiny, video, video_inputs
+
+from explainprune import Compressor
+from explainprune.bench.cli import untrained_predictor
+from explainprune.prune import token_budget
+from explainprune.scoring.cdpruner import conditional_kernel, greedy_dpp_map, instruction_relevance
+from explainprune.scoring.dart import duplication_aware_choice, even_shares
+from explainprune.scoring.divprune import max_min_diversity
+from explainprune.scoring.learned_mmr import maximal_marginal_relevance
+from explainprune.scoring.scope import saliency_coverage
+from explainprune.scoring.similarity import cosine_similarity_matrix
+from explainprune.scoring.visionzip import dominant_and_contextual
+from explainprune.scoring.vispruner import important_then_diverse
+from explainprune.selection import span_budgets
+
+INPUT_STAGE_PEERS = ("divprune", "cdpruner", "scope", "visionzip", "vispruner", "dart-input", "learned-mmr")
+LAYER = 1  # the tiny models have 2 decoder layers
+
+
+def options(name, model):
+    return {"predictor": untrained_predictor(model)} if name == "learned-mmr" else {}
+
+
+def pair(processor):
+    images, questions = [image(150, 100, seed=1), image(90, 120, seed=2)], ["what colour is the circle?", "is there a square?"]
+    return image_inputs(processor, images, questions), [image_inputs(processor, [i], [q]) for i, q in zip(images, questions)]
+
+
+def kept_visual(compressor, inputs):
+    """Per sample, per span: the kept sequence positions of the span and their embeddings."""
+    encoded = compressor.encode(**inputs)
+    choices = compressor.choose(encoded)
+    prepared = compressor.prepare_encoded(encoded)
+    result = []
+    for b, spans in enumerate(encoded.spans):
+        sample = []
+        for span, choice in zip(spans, choices[b]):
+            positions = span.positions[choice.indices]
+            rows = torch.isin(prepared.kept[b], positions)
+            offset = prepared.inputs_embeds.shape[1] - prepared.kept[b].numel()
+            sample.append((positions.sort().values, prepared.inputs_embeds[b, offset:][rows], span.num_tokens))
+        result.append(sample)
+    return result
+
+
+@pytest.mark.parametrize("name", INPUT_STAGE_PEERS)
+def test_peer_keeps_its_budget_deterministically_and_batch_equals_singles(tiny, name):
+    model, processor = tiny
+    batch, singles = pair(processor)
+    compressor = Compressor(model, processor, scorer=name, keep_ratio=0.25, **options(name, model))
+    first = kept_visual(compressor, batch)
+    second = kept_visual(compressor, batch)
+    for b, spans in enumerate(first):
+        for (positions, embeds, n), (again, again_embeds, _) in zip(spans, second[b]):
+            assert positions.numel() == positions.unique().numel() == token_budget(0.25, n)
+            assert torch.equal(positions, again) and torch.equal(embeds, again_embeds)
+        (alone,) = kept_visual(compressor, singles[b])
+        offset = int(batch["input_ids"].shape[1] - singles[b]["input_ids"].shape[1])  # left padding
+        for (positions, embeds, _), (single_positions, single_embeds, _) in zip(spans, alone):
+            assert torch.equal(positions - offset, single_positions)
+            assert torch.allclose(embeds, single_embeds, atol=1e-5)
+    assert greedy(compressor, batch, n=2).shape == (2, batch["input_ids"].shape[1] + 2)
+
+
+def test_divprune_keeps_one_token_of_each_cluster():
+    centres = torch.eye(3, 8)
+    features = centres[torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])]
+    chosen = max_min_diversity(cosine_similarity_matrix(features), 3)
+    assert sorted(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])[chosen].tolist()) == [0, 1, 2]
+
+
+def test_dpp_avoids_the_cluster_irrelevant_to_the_instruction():
+    # Clusters 0 and 1 share a direction with the instruction; cluster 2 is orthogonal to it.
+    directions = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])
+    visual = directions[labels] + 0.01 * torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    instruction = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    relevance = instruction_relevance(visual, instruction)
+    chosen = greedy_dpp_map(conditional_kernel(visual, relevance), 2)
+    assert sorted(labels[chosen].tolist()) == [0, 1]
+
+
+def test_dpp_map_equals_the_exhaustive_greedy_on_log_determinants():
+    features = torch.randn(10, 5, generator=torch.Generator().manual_seed(1))
+    kernel = conditional_kernel(features, torch.rand(10, generator=torch.Generator().manual_seed(2)) + 0.1)
+    chosen: list[int] = []
+    for _ in range(4):  # the greedy MAP by brute force: the item that maximises log det(L_S)
+        gains = [
+            torch.logdet(kernel[chosen + [j]][:, chosen + [j]]) if j not in chosen else torch.tensor(-float("inf"))
+            for j in range(10)
+        ]
+        chosen.append(int(torch.argmax(torch.stack(gains))))
+    assert greedy_dpp_map(kernel, 4).tolist() == chosen
+
+
+def test_scope_trades_coverage_against_saliency():
+    # Tokens 0-2 are one object (similar), 3 a different one. Saliency favours 0, then 1.
+    similarity = torch.tensor(
+        [[1.0, 0.9, 0.9, 0.0], [0.9, 1.0, 0.9, 0.0], [0.9, 0.9, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    saliency = torch.tensor([0.4, 0.3, 0.1, 0.2])
+    # Gains x saliency: token 0 covers 2.8 (x 0.4 = 1.12); then token 1 adds 0.1 (x 0.3), token 3 adds 1.0 (x 0.2).
+    assert saliency_coverage(similarity, saliency, 2).tolist() == [0, 3]
+    assert torch.topk(saliency, 2).indices.tolist() == [0, 1]  # what saliency alone would keep
+    # With alpha = 0 only coverage counts: the first of the three equal gains, then the other object.
+    assert saliency_coverage(similarity, saliency.flip(0), 2, alpha=0.0).tolist() == [0, 3]
+
+
+def test_vispruner_keeps_the_salient_half_then_drops_duplicates():
+    # Saliency ranks 5 > 4 > 3 > 2 > 1 > 0; token 3 duplicates token 2.
+    saliency = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.2], [-1.0, 0.21], [1.0, 1.0], [1.0, -1.0]])
+    # k = 5: important = int(2.5) = 2 (tokens 5, 4); residual by saliency [3, 2, 1, 0] must lose one:
+    # A = [3, 1], B = [2, 0]; token 3 is the A token most similar to some B token.
+    chosen = important_then_diverse(saliency, cosine_similarity_matrix(features), 5)
+    assert chosen.tolist() == [5, 4, 1, 2, 0]
+
+
+def test_visionzip_merges_each_contextual_group_into_its_centre():
+    embeds = torch.arange(16, dtype=torch.float32)[:, None] * torch.tensor([1.0, -2.0, 0.5])
+    saliency = torch.arange(16, dtype=torch.float32)  # dominant: the most salient, 15, 14, ...
+    # k = 7 of 8: contextual = round(7 * 10 / 64) = 1, dominant 6 (7..2); the rest [0, 1] form one
+    # group centred on token 0, which becomes the mean of tokens 0 and 1.
+    keys = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    choice = dominant_and_contextual(saliency[:8], keys, embeds[:8], 7)
+    assert choice.indices.tolist() == [7, 6, 5, 4, 3, 2, 0]
+    assert torch.equal(choice.embeds[:6], embeds[[7, 6, 5, 4, 3, 2]])
+    assert torch.allclose(choice.embeds[6], embeds[[0, 1]].mean(0))
+    # k = 10 of 16: contextual = 2, dominant 8 (15..8); rest 0..7, step 4: centres 0 and 4. Keys put
+    # 1 and 3 with centre 0, and 2, 5, 6, 7 with centre 4.
+    keys = torch.tensor([[1.0, 0.0]] * 16)
+    keys[[2, 4, 5, 6, 7]] = torch.tensor([0.0, 1.0])
+    keys[[1, 3]] = torch.tensor([1.0, 0.1])
+    choice = dominant_and_contextual(saliency, keys, embeds, 10)
+    assert choice.indices.tolist() == [15, 14, 13, 12, 11, 10, 9, 8, 0, 4]
+    assert torch.allclose(choice.embeds[8], embeds[[0, 1, 3]].mean(0))
+    assert torch.allclose(choice.embeds[9], embeds[[2, 4, 5, 6, 7]].mean(0))
+
+
+def test_visionzip_centres_keep_their_positions_and_get_merged_embeddings(tiny_dirs):
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    inputs = image_inputs(processor, [image(224, 224)])
+    compressor = Compressor(model, processor, scorer="visionzip", keep_ratio=0.5)
+    encoded = compressor.encode(**inputs)
+    (choice,) = compressor.choose(encoded)[0]
+    prepared = compressor.prepare_encoded(encoded)
+    (span,) = encoded.spans[0]
+    k = token_budget(0.5, span.num_tokens)
+    dominant = k - round(k * 10 / 64)
+    rows = {position: row for row, position in enumerate(prepared.kept[0].tolist())}
+    for i, position in enumerate(span.positions[choice.indices].tolist()):
+        row = rows[position]
+        assert torch.equal(prepared.position_ids[:, 0, row], encoded.position_ids[:, 0, position])
+        assert torch.equal(prepared.inputs_embeds[0, row], choice.embeds[i].to(prepared.inputs_embeds.dtype))
+        merged = not torch.equal(prepared.inputs_embeds[0, row], encoded.inputs_embeds[0, position])
+        assert merged == (i >= dominant)  # centres absorb at least one other token here
+
+
+def test_dart_shares_the_budget_over_pivots_and_keeps_what_differs_from_them():
+    assert even_shares(10, 4) == [3, 3, 2, 2] and even_shares(3, 0) == []
+    # Sequence: visual tokens at 0..5, text at 6..7. Key norms make 0 the visual pivot and 7 the text one.
+    states = torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.0, 1.0], [0.05, 1.0], [-1.0, 0.0], [0.7, 0.7], [0.0, 1.0], [1.0, 0.0]])
+    norms = torch.tensor([9.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0])
+    chosen = duplication_aware_choice(states, norms, torch.arange(6), torch.tensor([6, 7]), 3, 1, 1)
+    # Visual pivot 0 keeps the token least similar to (1, 0): 4; text pivot 7 (also (1, 0)) the next: 2.
+    assert chosen.tolist() == [0, 4, 2]
+
+
+def test_mmr_interpolates_between_relevance_and_diversity():
+    relevance = torch.tensor([1.0, 0.9, 0.8, 0.1])
+    similarity = cosine_similarity_matrix(torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02], [0.0, 1.0]]))
+    assert maximal_marginal_relevance(relevance, similarity, 2, 1.0).tolist() == [0, 1]  # plain top-k
+    assert maximal_marginal_relevance(relevance, similarity, 2, 0.5).tolist() == [0, 3]  # the distinct one
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "llava"])
+def test_in_llm_dart_at_keep_one_equals_model_generate(tiny_dirs, family):
+    model, processor = load_tiny(tiny_dirs, family)
+    batch, _ = pair(processor)
+    dart = Compressor(model, processor, scorer="dart", keep_ratio=1.0, layer=LAYER)
+    assert torch.equal(greedy(model, batch, n=6), greedy(dart, batch, n=6))
+
+
+def test_in_llm_dart_keeps_the_budget_from_layer_k_and_batch_equals_singles(tiny):
+    model, processor = tiny
+    batch, singles = pair(processor)
+    compressor = Compressor(model, processor, scorer="dart", keep_ratio=0.25, layer=LAYER)
+    encoded = compressor.encode(**batch)
+    state = compressor.scorer.prefill(compressor.adapter, encoded, 0.25)
+    budgets = span_budgets(encoded, 0.25)
+    for b, spans in enumerate(encoded.spans):
+        for span, k in zip(spans, budgets[b]):
+            assert int(torch.isin(state.kept[b], span.positions).sum()) == k
+        alone = compressor.scorer.prefill(compressor.adapter, compressor.encode(**singles[b]), 0.25)
+        offset = int(batch["input_ids"].shape[1] - singles[b]["input_ids"].shape[1])
+        assert torch.equal(state.kept[b] - offset, alone.kept[0])
+
+
+def test_mask_oracle_keeps_the_question_objects_first(tiny_dirs):
+    from explainprune.data import load_samples, make_inputs
+    from explainprune.data.synthetic import question_relevance
+    from explainprune.scoring.mask_oracle import MaskOracle, cell_means
+
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    samples = load_samples("synthetic:split=val,seed=0,n=6,size=224")
+    compressor = Compressor(model, processor, scorer=MaskOracle.for_samples(samples), keep_ratio=0.25)
+    encoded = compressor.encode(**make_inputs(processor, samples))
+    for sample, spans, choices in zip(samples, encoded.spans, compressor.choose(encoded)):
+        (span,), (choice,) = spans, choices
+        _, height, width = span.grids[0]
+        coverage = cell_means(question_relevance(sample), height, width)
+        kept = torch.zeros(span.num_tokens, dtype=torch.bool)
+        kept[choice.indices] = True
+        assert coverage[kept].min() >= coverage[~kept].max()
+        assert coverage[kept].max() > 0.5  # the question's objects are there to be kept
+    with pytest.raises(Exception, match="one pixel relevance map per sample"):
+        Compressor(model, processor, scorer="mask-oracle", keep_ratio=0.25).choose(encoded)
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "llava-onevision"])
+@pytest.mark.parametrize("name", ["scope", "visionzip", "vispruner"])
+def test_saliency_peers_prune_videos_within_budget(tiny_dirs, family, name):
+    model, processor = load_tiny(tiny_dirs, family)
+    compressor = Compressor(model, processor, scorer=name, keep_ratio=0.25)
+    encoded = compressor.encode(**video_inputs(processor, [video(), video(seed=1)]))
+    for spans, choices, budgets in zip(encoded.spans, compressor.choose(encoded), span_budgets(encoded, 0.25)):
+        (span,), (choice,), (k,) = spans, choices, budgets
+        assert span.modality == "video" and choice.indices.unique().numel() == k
+
+
+def test_dpp_map_fills_the_budget_when_the_kernel_rank_is_exhausted():
+    # 12 tokens in a 3-d space: at most 3 add volume; the rest of the budget follows relevance.
+    features = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
+    relevance = torch.linspace(0.1, 1.0, 12)
+    chosen = greedy_dpp_map(conditional_kernel(features, relevance), 8)
+    assert chosen.numel() == chosen.unique().numel() == 8
+    rest = [i for i in range(12) if i not in chosen[:3].tolist()]
+    assert sorted(chosen[3:].tolist()) == sorted(sorted(rest, key=lambda i: -relevance[i])[:5])
