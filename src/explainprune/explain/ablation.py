@@ -3,8 +3,8 @@
     python -m explainprune.explain.ablation --model embedded --n 300 --out docs/eval/gae-ablation.md \
         --state gae-ablation-state.json
 
-For each data set (default: held-out scenes at 224 px, easy-vqa, held-out scenes at 448 px) and each row (the GAE
-variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
+For each data set (default: held-out scenes at 224 px, easy-vqa, held-out scenes at 448 px) and each
+row (the GAE variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
 - retention at each keep ratio: accuracy of the pruned model / accuracy of the unpruned model on the
   same questions, x 100 (selection exactly as `Compressor(scorer=...)` makes it, answers as
   `explainprune eval` decodes them; the GAE rows share one generated answer and, per explained
@@ -205,9 +205,9 @@ def retention_table(results: list[DataResult], labels: list[str], keeps: list[fl
     for label in labels:
         cells = [describe(label)]
         for result in results:
-            baseline = hits(result, None)
+            baseline = hits(result, None).mean()
             for keep in keeps:
-                cells.append(f"{100 * hits(result, label, keep).mean() / baseline.mean():.1f}" if baseline.any() else "n/a")
+                cells.append(f"{100 * hits(result, label, keep).mean() / baseline:.1f}" if baseline else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -316,7 +316,8 @@ def load_state(path: Path | None, identity: dict) -> dict:
     differing = [key for key in identity if state.get(key) != identity[key]]
     if differing:
         raise ExplainPruneError(
-            f"{path} is the checkpoint of another run ({', '.join(differing)} differ); delete it or pass another --state"
+            f"{path} is the checkpoint of another run ({', '.join(differing)} differ); "
+            "delete it or pass another --state"
         )
     return state
 
@@ -325,7 +326,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
     parser.add_argument("--n", type=int, default=300, help="questions per data set")
-    parser.add_argument("--data", action="append", help="data spec (repeatable); default: scenes 224 px, easy-vqa, scenes 448 px")
+    parser.add_argument(
+        "--data", action="append", help="data spec (repeatable); default: scenes 224 px, easy-vqa, scenes 448 px"
+    )
     parser.add_argument("--keep", default="0.5,0.25,0.1", help="comma-separated keep ratios")
     parser.add_argument(
         "--rows", help="comma-separated rows: GAE presets or quantity/gradient/heads/answer_tokens, and references "
