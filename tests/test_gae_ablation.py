@@ -1,5 +1,7 @@
 """The GAE ablation: object cells from the generator's masks, the location metrics, the command."""
 
+import json
+
 import pytest
 import torch
 
@@ -50,15 +52,29 @@ def test_rows_are_presets_variants_or_references():
         parse_rows("logit/probs/median/all")
 
 
-def test_ablation_command_writes_retention_and_location_tables(tmp_path, capsys):
-    out = tmp_path / "ablation.md"
-    argv = ["--n", "4", "--data", "synthetic:split=test,seed=0,n=4,size=224", "--rows", "paper,default,random",
-            "--keep", "0.25", "--out", str(out)]  # fmt: skip
+def test_ablation_command_writes_tables_and_resumes_from_its_checkpoint(tmp_path):
+    out, state = tmp_path / "ablation.md", tmp_path / "state.json"
+    data = "synthetic:split=test,seed=0,n=4,size=224"
+    argv = ["--data", data, "--rows", "paper,default,random", "--keep", "0.25", "--batch-size", "2",
+            "--out", str(out), "--state", str(state)]  # fmt: skip
     assert main(argv) == 0
     text = out.read_text()
-    assert "python -m explainprune.explain.ablation --n 4" in text
+    assert "python -m explainprune.explain.ablation --data" in text
     assert "| logit/probs/mean/all (paper) |" in text and "| logprob/centred/mean/no-eos (default) |" in text
     assert "## Where the relevance lands: scenes 224 px" in text and "object tokens (chance)" in text
+    checkpoint = json.loads(state.read_text())
+    samples = checkpoint["data"][data]
+    assert len(samples) == 4
+    first, *_, last = list(samples)
+    del samples[last], samples[list(samples)[2]]  # as if killed after the first batch
+    samples[first]["kept from the first run"] = True
+    state.write_text(json.dumps(checkpoint))
+    out.unlink()
+    assert main(argv) == 0
+    assert out.read_text() == text
+    resumed = json.loads(state.read_text())["data"][data]
+    assert len(resumed) == 4 and resumed[first]["kept from the first run"]
+    assert main([*argv[:3], "paper", *argv[4:]]) == 2  # other rows: the checkpoint is refused
 
 
 def test_ablation_command_names_a_bad_row(capsys):

@@ -1,9 +1,10 @@
 """Which GAE variant points at what matters: retention and where the relevance lands.
 
-    python -m explainprune.explain.ablation --model embedded --n 300 --out docs/eval/gae-ablation.md
+    python -m explainprune.explain.ablation --model embedded --n 300 --out docs/eval/gae-ablation.md \
+        --state gae-ablation-state.json
 
-For each data set (default: held-out scenes at 224 and 448 px, easy-vqa) and each row (the GAE
-variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
+For each data set (default: held-out scenes at 224 px, easy-vqa, held-out scenes at 448 px) and each
+row (the GAE variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random scorers):
 - retention at each keep ratio: accuracy of the pruned model / accuracy of the unpruned model on the
   same questions, x 100 (selection exactly as `Compressor(scorer=...)` makes it, answers as
   `explainprune eval` decodes them; the GAE rows share one generated answer and, per explained
@@ -14,14 +15,17 @@ variants of `GAE_ROWS`, gradient x input, and the layer0, uniform and random sco
   >= 15% of its 28 x 28 cell, as in the embedded model's training), and the recall of those tokens
   in the top 25% of the scores, per question type (questions about no object, e.g. a zero count,
   are left out of both).
+With `--state` every batch's outcomes are checkpointed; the same command rerun resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,16 +41,17 @@ from ..embedded.auxiliary import cell_targets
 from ..embedded.conversations import relevant_objects
 from ..errors import ExplainPruneError
 from ..loading import load_model
+from ..predictor.atomic import atomic_write_json
 from ..scoring import Scorer, make_scorer
 from ..scoring.gae import GAEScorer
 from .answers import generate_answers
 from .gae import PRESETS, GAEVariant, gae_variants
 from .gradxinput import gradxinput
 
-DATA = (
+DATA = (  # the 448 px scenes, by far the slowest, last
     "synthetic:split=test,seed=0,n={n},size=224",
-    "synthetic:split=test,seed=0,n={n},size=448",
     "easy-vqa:test,n={n}",
+    "synthetic:split=test,seed=0,n={n},size=448",
 )
 # GAE rows: presets by name or any variant as quantity/gradient/heads/answer_tokens. By default one
 # factor at a time around logprob/centred/mean/no-eos, plus the paper's recipe and the former default.
@@ -121,47 +126,64 @@ def location(scores: torch.Tensor, cells: torch.Tensor) -> tuple[float, float]:
 
 @dataclass
 class DataResult:
+    """One data set's per-question outcomes, keyed by sample id (the run's checkpoint unit)."""
+
     data: str
-    n: int = 0
-    baseline: list[bool] = field(default_factory=list)
-    correct: dict = field(default_factory=dict)  # (label, keep) -> list[bool]
-    places: dict = field(default_factory=dict)  # (label, qtype) -> list[(share, recall)]
-    object_token_share: dict = field(default_factory=dict)  # qtype -> list[float]
+    samples: dict = field(default_factory=dict)  # id -> {"qtype", "baseline", "correct", "places", "object_share"}
+
+    def rows(self) -> list[dict]:
+        return list(self.samples.values())
 
 
-def run_data(model, processor, data: str, labels: list[str], keeps: list[float], batch_size: int) -> DataResult:
-    """Retention and relevance location of every row on one data set."""
-    samples = load_samples(data)
+def run_data(
+    model, processor, result: DataResult, labels: list[str], keeps: list[float], batch_size: int, checkpoint=None
+) -> DataResult:
+    """Retention and relevance location of every row on one data set; batches whose questions are all
+    in `result` are skipped, and `checkpoint()` is called after each batch."""
+    samples = load_samples(result.data)
     compressors = {label: Compressor(model, processor, scorer=row_scorer(label)) for label in labels}
+    gae_rows = [label for label in labels if row_variant(label) is not None]
     adapter = get_adapter(model)
-    result = DataResult(data, len(samples))
     generate = {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False}
-    for start in tqdm(range(0, len(samples), batch_size), desc=data, unit="batch"):
+    for start in tqdm(range(0, len(samples), batch_size), desc=result.data, unit="batch"):
         batch = samples[start : start + batch_size]
+        if all(sample.id in result.samples for sample in batch):
+            continue
+        if "random" in compressors:  # seeded per batch: a resumed run draws what an uninterrupted one does
+            compressors["random"].scorer = make_scorer("random", seed=start)
         with torch.no_grad():
             encoded = adapter.encode(dict(make_inputs(processor, batch)))
             full = model.generate(
                 inputs_embeds=encoded.inputs_embeds, attention_mask=encoded.attention_mask,
                 position_ids=encoded.position_ids, **generate,
             )  # fmt: skip
-        result.baseline += judge(processor, full, batch)
         cells = [object_cells(sample) for sample in batch]
-        for b, sample_cells in enumerate(cells):
-            if sample_cells is not None:
-                result.object_token_share.setdefault(batch[b].qtype, []).append(float(sample_cells.float().mean()))
-        gae_rows = [label for label in labels if row_variant(label) is not None]
+        records = [
+            {
+                "qtype": sample.qtype,
+                "baseline": hit,
+                "correct": {label: {} for label in labels},
+                "places": {},
+                "object_share": None if c is None else float(c.float().mean()),
+            }
+            for sample, hit, c in zip(batch, judge(processor, full, batch), cells)
+        ]
         answers = generate_answers(model, encoded, GAEScorer().max_new_tokens, keep_stop=True)
         explained = gae_variants(adapter, encoded, answers, [row_variant(label) for label in gae_rows])
         for label, compressor in compressors.items():
             scores = explained[gae_rows.index(label)] if label in gae_rows else compressor.score(encoded)
-            for b, sample_cells in enumerate(cells):
-                if sample_cells is not None and label != "uniform" and sample_cells.numel() == scores[b][0].numel():
-                    result.places.setdefault((label, batch[b].qtype), []).append(location(scores[b][0], sample_cells))
+            for record, sample_cells, sample_scores in zip(records, cells, scores):
+                if sample_cells is not None and label != "uniform" and sample_cells.numel() == sample_scores[0].numel():
+                    record["places"][label] = location(sample_scores[0], sample_cells)
             for keep in keeps:
                 compressor.keep_ratio = keep
                 with torch.no_grad():
                     new_tokens = model.generate(**compressor.prepare_encoded(encoded, scores), **generate)
-                result.correct.setdefault((label, keep), []).extend(judge(processor, new_tokens, batch))
+                for record, hit in zip(records, judge(processor, new_tokens, batch)):
+                    record["correct"][label][str(keep)] = hit
+        result.samples.update((sample.id, record) for sample, record in zip(batch, records))
+        if checkpoint is not None:
+            checkpoint()
     return result
 
 
@@ -170,16 +192,22 @@ def judge(processor, new_tokens: torch.Tensor, batch: list[Sample]) -> list[bool
     return [is_correct(answer, sample.answer) for answer, sample in zip(answers, batch)]
 
 
+def hits(result: DataResult, label: str | None, keep: float | None = None) -> np.ndarray:
+    """Per question: correct at keep 1.0 (label None) or for a row at a keep ratio."""
+    rows = result.rows()
+    values = [r["baseline"] if label is None else r["correct"][label][str(keep)] for r in rows]
+    return np.array(values, dtype=float)
+
+
 def retention_table(results: list[DataResult], labels: list[str], keeps: list[float]) -> list[str]:
     head = ["row"] + [f"{short_name(r.data)} @{keep:g}" for r in results for keep in keeps]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for label in labels:
         cells = [describe(label)]
         for result in results:
-            baseline = np.array(result.baseline, dtype=float)
+            baseline = hits(result, None).mean()
             for keep in keeps:
-                hits = np.array(result.correct[(label, keep)], dtype=float)
-                cells.append(f"{100 * hits.mean() / baseline.mean():.1f}" if baseline.any() else "n/a")
+                cells.append(f"{100 * hits(result, label, keep).mean() / baseline:.1f}" if baseline else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -189,11 +217,10 @@ def default_interval_note(results: list[DataResult], labels: list[str], keeps: l
     label = next((row for row in labels if row_variant(row) == PRESETS["default"]), None)
     notes = []
     for result in results if label is not None else []:
-        baseline = np.array(result.baseline, dtype=float)
         spans = [
             f"{keep:g}: [{low:.1f}, {high:.1f}]"
             for keep in keeps
-            for low, high in [bootstrap_retention(np.array(result.correct[(label, keep)], dtype=float), baseline)]
+            for low, high in [bootstrap_retention(hits(result, label, keep), hits(result, None))]
             if low is not None
         ]
         notes.append(f"- {short_name(result.data)}, {describe(label)}: " + ", ".join(spans))
@@ -201,26 +228,26 @@ def default_interval_note(results: list[DataResult], labels: list[str], keeps: l
 
 
 def location_table(result: DataResult, labels: list[str]) -> list[str]:
-    qtypes = sorted({qtype for _, qtype in result.places})
+    located = [r for r in result.rows() if r["object_share"] is not None]
+    qtypes = sorted({r["qtype"] for r in located})
     head = ["row"] + [f"{q} share / recall" for q in qtypes] + ["all share / recall"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     chance = ["object tokens (chance)"]
     for qtype in [*qtypes, None]:
-        shares = [s for q, values in result.object_token_share.items() if qtype in (None, q) for s in values]
+        shares = [r["object_share"] for r in located if qtype in (None, r["qtype"])]
         chance.append(f"{np.mean(shares):.2f} / {TOP_FRACTION:.2f}")
     lines.append("| " + " | ".join(chance) + " |")
     for label in labels:
-        if not any((label, q) in result.places for q in qtypes):
+        if not any(label in r["places"] for r in located):
             continue
         cells = [describe(label)]
         for qtype in [*qtypes, None]:
-            values = [v for (lab, q), vs in result.places.items() if lab == label and qtype in (None, q) for v in vs]
+            values = [r["places"][label] for r in located if qtype in (None, r["qtype"]) and label in r["places"]]
             share, recall = np.nanmean(np.array(values), axis=0)
             cells.append(f"{share:.2f} / {recall:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    counts = {q: len(result.places.get((labels[0], q), [])) for q in qtypes}
-    lines.append("")
-    lines.append("Questions per type: " + ", ".join(f"{q} {c}" for q, c in counts.items()) + ".")
+    counts = {q: sum(r["qtype"] == q for r in located) for q in qtypes}
+    lines += ["", "Questions per type: " + ", ".join(f"{q} {c}" for q, c in counts.items()) + "."]
     return lines
 
 
@@ -249,7 +276,7 @@ def report(results: list[DataResult], labels: list[str], keeps: list[float], com
     lines.append("")
     lines += [
         "Data (n questions, unpruned accuracy): "
-        + "; ".join(f"`{r.data}` ({r.n}, {np.mean(r.baseline):.3f})" for r in results),
+        + "; ".join(f"`{r.data}` ({len(r.samples)}, {hits(r, None).mean():.3f})" for r in results),
         "",
         "## Retention",
         "",
@@ -258,7 +285,7 @@ def report(results: list[DataResult], labels: list[str], keeps: list[float], com
     lines += ["", "Bootstrap 95% intervals (over questions) of the default variant, a guide to the noise:", ""]
     lines += default_interval_note(results, labels, keeps)
     for result in results:
-        if result.places:
+        if any(r["object_share"] is not None for r in result.rows()):
             lines += ["", f"## Where the relevance lands: {short_name(result.data)}", ""]
             lines += [
                 "Share of the scores on the tokens covering the question's objects / recall of those tokens "
@@ -281,25 +308,49 @@ def parse_rows(text: str | None) -> list[str]:
     return rows
 
 
+def load_state(path: Path | None, identity: dict) -> dict:
+    """The checkpoint of an earlier run of the same command (rows, keep ratios, model, batch size)."""
+    if path is None or not path.exists():
+        return {**identity, "data": {}}
+    state = json.loads(path.read_text())
+    differing = [key for key in identity if state.get(key) != identity[key]]
+    if differing:
+        raise ExplainPruneError(
+            f"{path} is the checkpoint of another run ({', '.join(differing)} differ); "
+            "delete it or pass another --state"
+        )
+    return state
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
     parser.add_argument("--n", type=positive_int, default=300, help="questions per data set")
-    parser.add_argument("--data", action="append", help="data spec (repeatable); default: scenes 224/448 px, easy-vqa")
+    parser.add_argument(
+        "--data", action="append", help="data spec (repeatable); default: scenes 224 px, easy-vqa, scenes 448 px"
+    )
     parser.add_argument("--keep", type=keep_ratios, default=keep_ratios("0.5,0.25,0.1"), help="comma-separated keep ratios")
     parser.add_argument(
         "--rows", help="comma-separated rows: GAE presets or quantity/gradient/heads/answer_tokens, and references "
         f"({', '.join(REFERENCES)}); default: the module's GAE_ROWS and all references"
     )
     parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--out", help="write the markdown report here")
+    parser.add_argument("--out", type=Path, help="write the markdown report here")
+    parser.add_argument("--state", type=Path, help="checkpoint (JSON, per question) written after every batch; "
+                        "rerunning the same command resumes from it")
     args = parser.parse_args(argv)
     try:
         keeps = [k for k in args.keep if k < 1.0]
         labels = parse_rows(args.rows)
         data = args.data or [spec.format(n=args.n) for spec in DATA]
+        identity = {"model": args.model, "rows": labels, "keeps": keeps, "batch_size": args.batch_size}
+        state = load_state(args.state, identity)
         model, processor = load_model(args.model)
-        results = [run_data(model, processor, spec, labels, keeps, args.batch_size) for spec in data]
+        results = []
+        for spec in data:
+            result = DataResult(spec, state["data"].setdefault(spec, {}))
+            save = (lambda: atomic_write_json(args.state, state)) if args.state else None
+            results.append(run_data(model, processor, result, labels, keeps, args.batch_size, save))
     except (ExplainPruneError, FileNotFoundError) as error:
         print(f"explainprune.explain.ablation: error: {error}", file=sys.stderr)
         return 2
@@ -307,8 +358,7 @@ def main(argv=None) -> int:
     text = report(results, labels, keeps, command.strip())
     print(text)
     if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+        args.out.write_text(text)
         print(f"wrote {args.out}")
     return 0
 
