@@ -237,14 +237,17 @@ def plot_retention(report: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(row["scorer"] for row in report["rows"]):
+    names = list(dict.fromkeys(row["scorer"] for row in report["rows"]))
+    figure, axis = plt.subplots(figsize=(6 + 1.5 * (len(names) > 6), 4))
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    for index, name in enumerate(names):
         rows = sorted((r for r in report["rows"] if r["scorer"] == name), key=lambda r: r["keep_ratio"])
         oracle = rows[0].get("oracle", False)
         axis.plot(
             [r["keep_ratio"] for r in rows],
             [r["retention"] for r in rows],
             marker="o",
+            color=colours(index),
             linestyle="--" if oracle else "-",
             label=f"{name} (oracle)" if oracle else name,
         )
@@ -252,7 +255,10 @@ def plot_retention(report: dict, path) -> None:
     axis.set_ylabel("retention (% of unpruned accuracy)")
     axis.set_title(f"{report.get('model', '')} on {report.get('data', '')}\n(n={report['n']})", fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend()
+    if len(names) > 6:
+        axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    else:
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
