@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Re-installs only when the package's metadata or the pinned versions change.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-slow ci demo vllm test-vllm
+.PHONY: install test test-slow ci demo figures vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,33 @@ ci: test test-slow
 
 demo: install
 	$(BIN)/explainprune demo
+
+# Every retention table and plot of README and docs/eval from the shipped embedded model and its
+# predictors: `make figures` remakes those older than the model or a predictor (about an hour on
+# 2 CPU cores for all of them). Each eval prints its table to the .txt next to the JSON and plot.
+EMBEDDED := src/explainprune/embedded
+SHIPPED := $(EMBEDDED)/model/model.safetensors $(EMBEDDED)/predictor/model.safetensors $(EMBEDDED)/predictor-video/model.safetensors
+PRUNERS := learned,learned-mmr,gae,layer0,fastv,dart,dart-input,divprune,cdpruner,scope,visionzip,vispruner
+EVAL_SETS := synthetic-224 crowded-224 synthetic-448 easy-vqa video-224
+docs/eval/synthetic-224.json: DATA := synthetic:split=test,seed=0,n=500,size=224
+docs/eval/synthetic-224.json: SCORERS := $(PRUNERS),uniform,random,mask-oracle
+docs/eval/crowded-224.json: DATA := synthetic:split=test,seed=0,n=500,size=224,min_objects=5,max_objects=6
+docs/eval/crowded-224.json: SCORERS := $(PRUNERS),uniform,random,mask-oracle
+docs/eval/synthetic-448.json: DATA := synthetic:split=test,seed=0,n=500,size=448
+docs/eval/synthetic-448.json: SCORERS := $(PRUNERS),uniform,random,mask-oracle
+docs/eval/easy-vqa.json: DATA := easy-vqa:split=test,n=500
+docs/eval/easy-vqa.json: SCORERS := $(PRUNERS),uniform,random
+docs/eval/video-224.json: DATA := synthetic-video:split=test,seed=7,n=300,size=224,frames=8
+docs/eval/video-224.json: SCORERS := $(PRUNERS),fastvid,holitom,uniform,random
+
+docs/eval/%.json: $(SHIPPED) | install
+	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(SCORERS) \
+	  --reference learned,learned-mmr --json $@ --plot $(@:.json=.png) > $(@:.json=.txt)
+
+docs/demo/video-relevance.png: $(SHIPPED) | install
+	$(BIN)/explainprune demo --out docs/demo
+
+figures: $(EVAL_SETS:%=docs/eval/%.json) docs/demo/video-relevance.png
 
 # vLLM lives in its own venv: it pins torch 2.13.0+cpu and transformers <5.20 (docs/vllm.md).
 # The registry's torchaudio/torchcodec/torchvision are CUDA builds that cannot load beside a +cpu

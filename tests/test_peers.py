@@ -243,3 +243,34 @@ def test_dpp_map_fills_the_budget_when_the_kernel_rank_is_exhausted():
     assert chosen.numel() == chosen.unique().numel() == 8
     rest = [i for i in range(12) if i not in chosen[:3].tolist()]
     assert sorted(chosen[3:].tolist()) == sorted(sorted(rest, key=lambda i: -relevance[i])[:5])
+
+
+def test_mask_oracle_on_clips_ranks_the_asked_object_in_the_asked_frames_first(tiny_dirs):
+    """`colour_end` asks for an object's colour in its last shown frame, `appears` for the object that shows
+    up last: the oracle's best token lies on that object, in the temporal patch of that frame."""
+    from explainprune.data import load_samples, make_inputs
+    from explainprune.data.synthetic_video import HOLD, visible_frames
+    from explainprune.scoring.mask_oracle import MaskOracle
+
+    model, processor = load_tiny(tiny_dirs, "qwen2-vl")
+    samples = [
+        s for s in load_samples("synthetic-video:split=val,seed=0,n=12,size=224,frames=8") if s.qtype in ("colour_end", "appears")
+    ]
+    oracle = MaskOracle.for_samples(samples)
+    compressor = Compressor(model, processor, scorer=oracle, keep_ratio=0.1)
+    encoded = compressor.encode(**make_inputs(processor, samples))
+    for sample, (scores,), (span,) in zip(samples, oracle.score(compressor.adapter, encoded), encoded.spans):
+        steps, height, width = span.grids[0]
+        if sample.qtype == "colour_end":
+            (index,) = [i for i, o in enumerate(sample.objects) if o["shape"] in sample.question and o["boxes"][-1]]
+            frame = visible_frames(sample.objects[index])[-1]
+        else:
+            first_seen = [visible_frames(o)[0] for o in sample.objects]
+            index = first_seen.index(max(first_seen))
+            frame = first_seen[index]
+        step, cell = divmod(int(scores.argmax()), height * width)
+        row, col = divmod(cell, width)
+        rows, cols = sample.mask.shape[1:]
+        region = sample.mask[frame, row * rows // height : (row + 1) * rows // height, col * cols // width : (col + 1) * cols // width]
+        assert step == frame // HOLD and (region == index).any(), sample.id
+    assert len(compressor.choose(encoded)) == len(samples)

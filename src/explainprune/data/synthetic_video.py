@@ -15,6 +15,7 @@ from explainprune.data.sample import Sample
 from explainprune.data.synthetic import (
     COLOURS,
     OBJECT_SCALE,
+    OTHER_OBJECT_WEIGHT,
     SHAPES,
     SPLIT_STREAMS,
     background,
@@ -63,6 +64,67 @@ def frame_objects(sample: Sample, frame: int) -> list[dict]:
     """The objects as one frame shows them, image-scene style ({"shape", "colour", "bbox"}, bbox None when
     hidden), indexed like the clip's mask."""
     return [{"shape": o["shape"], "colour": o["colours"][frame], "bbox": o["boxes"][frame]} for o in sample.objects]
+
+
+def visible_frames(obj: dict) -> list[int]:
+    """Frames of a clip in which the object is shown."""
+    return [f for f, box in enumerate(obj["boxes"]) if box is not None]
+
+
+def moves(obj: dict) -> bool:
+    """Whether the object changes place during the clip."""
+    return len({obj["boxes"][f] for f in visible_frames(obj)}) > 1
+
+
+def direction(obj: dict) -> str:
+    """Where a moving object goes: the larger axis of its shift from first to last shown frame."""
+    frames = visible_frames(obj)
+    (x0, y0, *_), (x1, y1, *_) = obj["boxes"][frames[0]], obj["boxes"][frames[-1]]
+    if abs(x1 - x0) >= abs(y1 - y0):
+        return "right" if x1 > x0 else "left"
+    return "down" if y1 > y0 else "up"
+
+
+def video_focus(qtype: str, question: str, objects: list[dict]) -> list[list[tuple[int, int]]]:
+    """Per attention head, the (frame, object) pairs a video question is about: the mover in every frame
+    it is shown; the last-appearing object where it appears; the named object in the last frame, in every
+    frame it is shown, or (direction) where it starts and, on a second head, where it ends."""
+    words = question.rstrip("?").split()
+
+    def named() -> int:
+        return next(
+            i for i, o in enumerate(objects) if o["shape"] in words and (o["colour"] in words or qtype == "colour_end")
+        )
+
+    if qtype == "moves":
+        (index,) = [i for i, o in enumerate(objects) if moves(o)]
+        return [[(f, index) for f in visible_frames(objects[index])]]
+    if qtype == "appears":
+        first_seen = [visible_frames(o)[0] for o in objects]
+        index = first_seen.index(max(first_seen))
+        return [[(first_seen[index], index)]]
+    index = named()
+    frames = visible_frames(objects[index])
+    if qtype == "colour_end":
+        return [[(frames[-1], index)]]
+    if qtype == "frames":
+        return [[(f, index) for f in frames]]
+    if qtype == "direction":
+        return [[(frames[0], index)], [(frames[-1], index)]]
+    raise ValueError(f"unknown video question type {qtype!r}")
+
+
+def clip_question_relevance(sample: Sample) -> np.ndarray:
+    """(frames, H, W) pixel relevance for the oracle: 1 on the objects the question is about in the
+    frames it is about them (`video_focus`), OTHER_OBJECT_WEIGHT on every other object pixel, 0 on the
+    background."""
+    if sample.mask is None or sample.objects is None or sample.video is None:
+        raise ValueError(f"sample {sample.id!r} has no per-frame object mask: only synthetic clips carry one")
+    relevance = np.where(sample.mask >= 0, OTHER_OBJECT_WEIGHT, 0.0).astype(np.float32)
+    for head in video_focus(sample.qtype, sample.question, sample.objects):
+        for frame, index in head:
+            relevance[frame][sample.mask[frame] == index] = 1.0
+    return relevance
 
 
 def _track(colour: str, shape: str, steps: int) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHAPES, spatial_question
-from explainprune.data.synthetic_video import VIDEO_QTYPES
+from explainprune.data.synthetic_video import VIDEO_QTYPES, direction, moves, visible_frames
 
 CAPTION_QUESTIONS = ("list the objects from left to right.", "list the objects from top to bottom.")
 # Extra training questions lean to the types that need two objects' positions or several objects.
@@ -74,25 +74,6 @@ def relevant_objects(qtype: str, question: str, objects: list[dict]) -> list[int
     return []
 
 
-def visible_frames(obj: dict) -> list[int]:
-    """Frames of a clip in which the object is shown."""
-    return [f for f, box in enumerate(obj["boxes"]) if box is not None]
-
-
-def moves(obj: dict) -> bool:
-    """Whether the object changes place during the clip."""
-    return len({obj["boxes"][f] for f in visible_frames(obj)}) > 1
-
-
-def direction(obj: dict) -> str:
-    """Where a moving object goes: the larger axis of its shift from first to last shown frame."""
-    frames = visible_frames(obj)
-    (x0, y0, *_), (x1, y1, *_) = obj["boxes"][frames[0]], obj["boxes"][frames[-1]]
-    if abs(x1 - x0) >= abs(y1 - y0):
-        return "right" if x1 > x0 else "left"
-    return "down" if y1 > y0 else "up"
-
-
 def extra_video_question(rng: np.random.Generator, objects: list[dict]) -> tuple[str, str, str] | None:
     """A random (qtype, question, answer) answerable on a clip's object tracks, or None if the drawn type
     does not fit."""
@@ -120,32 +101,3 @@ def extra_video_question(rng: np.random.Generator, objects: list[dict]) -> tuple
         return None
     obj = movers[int(rng.integers(len(movers)))]
     return "direction", f"where does the {obj['colour']} {obj['shape']} go?", direction(obj)
-
-
-def video_focus(qtype: str, question: str, objects: list[dict]) -> list[list[tuple[int, int]]]:
-    """Per attention head, the (frame, object) pairs a video question is about: the mover in every frame
-    it is shown; the last-appearing object where it appears; the named object in the last frame, in every
-    frame it is shown, or (direction) where it starts and, on a second head, where it ends."""
-    words = question.rstrip("?").split()
-
-    def named() -> int:
-        return next(
-            i for i, o in enumerate(objects) if o["shape"] in words and (o["colour"] in words or qtype == "colour_end")
-        )
-
-    if qtype == "moves":
-        (index,) = [i for i, o in enumerate(objects) if moves(o)]
-        return [[(f, index) for f in visible_frames(objects[index])]]
-    if qtype == "appears":
-        first_seen = [visible_frames(o)[0] for o in objects]
-        index = first_seen.index(max(first_seen))
-        return [[(first_seen[index], index)]]
-    index = named()
-    frames = visible_frames(objects[index])
-    if qtype == "colour_end":
-        return [[(frames[-1], index)]]
-    if qtype == "frames":
-        return [[(f, index) for f in frames]]
-    if qtype == "direction":
-        return [[(frames[0], index)], [(frames[-1], index)]]
-    raise ValueError(f"unknown video question type {qtype!r}")

@@ -29,12 +29,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from explainprune.commands import embedded_train as embedded_train_options
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
-from explainprune.data.synthetic_video import HOLD
+from explainprune.data.synthetic_video import HOLD, video_focus
 from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.config import TrainingConfig
-from explainprune.embedded.conversations import relevant_objects, video_focus
+from explainprune.embedded.conversations import relevant_objects
 from explainprune.embedded.evaluate import evaluate_accuracy
 from explainprune.errors import ExplainPruneError
 

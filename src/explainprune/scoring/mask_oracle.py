@@ -1,8 +1,10 @@
 """`mask-oracle`: an upper bound that needs labels. Keeps the tokens covering the objects the
-question is about first (then other objects, then background), from the synthetic generator's masks.
+question is about first (then other objects, then background), from the synthetic generator's masks;
+in a clip, those objects in the frames the question is about them (a temporal patch scores the
+highest of its frames).
 
 Not a method: it reads the answer's location from the data. The evaluation harness builds it per
-batch with `MaskOracle.for_samples(samples)`; spans must be single images (one grid).
+batch with `MaskOracle.for_samples(samples)`; each sample must have one image or one clip (one grid).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data.sample import Sample
 from ..data.synthetic import question_relevance
+from ..data.synthetic_video import clip_question_relevance
 from ..errors import ExplainPruneError
 from .base import Scorer, register
 
@@ -35,7 +38,10 @@ class MaskOracle(Scorer):
     def for_samples(cls, samples: list[Sample]) -> MaskOracle:
         """The oracle for one batch of synthetic samples (their question-object masks)."""
         try:
-            return cls([question_relevance(sample) for sample in samples])
+            return cls([
+                clip_question_relevance(sample) if sample.modality == "video" else question_relevance(sample)
+                for sample in samples
+            ])  # fmt: skip
         except ValueError as error:
             raise ExplainPruneError(f"mask-oracle needs synthetic samples with object masks: {error}") from None
 
@@ -47,8 +53,10 @@ class MaskOracle(Scorer):
             )
         scores = []
         for pixel_map, spans in zip(self.maps, encoded.spans):
-            if len(spans) != 1 or len(spans[0].grids) != 1 or spans[0].grids[0][0] != 1:
-                raise ExplainPruneError("mask-oracle supports samples with one image of one grid (Qwen, LLaVA-1.5)")
-            _, height, width = spans[0].grids[0]
-            scores.append([cell_means(pixel_map, height, width)])
+            frames = pixel_map.reshape(-1, *pixel_map.shape[-2:])  # an image is one frame
+            if len(spans) != 1 or len(spans[0].grids) != 1 or len(frames) % spans[0].grids[0][0]:
+                raise ExplainPruneError("mask-oracle supports samples with one image or clip of one grid (Qwen, LLaVA-1.5)")
+            steps, height, width = spans[0].grids[0]
+            cells = torch.stack([cell_means(frame, height, width) for frame in frames])
+            scores.append([cells.view(steps, -1, height * width).amax(1).flatten()])
         return scores
