@@ -50,7 +50,7 @@ docs/eval/video-224.json: SCORERS := $(PRUNERS),fastvid,holitom,uniform,random
 
 docs/eval/%.json: $(SHIPPED) | install
 	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(SCORERS) \
-	  --reference learned,learned-mmr --json $@ --plot $(@:.json=.png) > $(@:.json=.txt)
+	  --reference learned,learned-mmr --json $@ --plot $(@:.json=.png) --markdown $(@:.json=.md) > $(@:.json=.txt)
 
 docs/demo/video-relevance.png: $(SHIPPED) | install
 	$(BIN)/explainprune demo --out docs/demo

@@ -48,10 +48,19 @@ def test_eval_reports_paired_differences_to_the_reference_and_marks_oracles(tmp_
     code = main([
         "eval", "--model", "embedded", "--data", "synthetic:split=test,seed=3,n=8,size=224",
         "--keep", "1,0.25", "--scorers", "random,divprune,mask-oracle", "--reference", "random,divprune",
-        "--option", "random.seed=3", "--json", str(out), "--batch-size", "4",
+        "--option", "random.seed=3", "--json", str(out), "--batch-size", "4", "--markdown", str(tmp_path / "t.md"),
     ])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
+    header, rule, *lines = (tmp_path / "t.md").read_text().splitlines()
+    assert header == "| scorer | keep 0.25 | vs random @ 0.25 | vs divprune @ 0.25 |" and rule.count("|") == 5
+    for line, name in zip(lines, ["random", "divprune", "mask-oracle"], strict=True):
+        row = next(r for r in report["rows"] if (r["scorer"], r["keep_ratio"]) == (name, 0.25))
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0].startswith(f"`{name}`") and cells[1].startswith(f"{row['retention']:.1f} [")
+        for column, reference in enumerate(["random", "divprune"], start=2):
+            difference = f"{row['vs'][reference]['difference']:+.1f} ["
+            assert cells[column] == "–" if name == reference else cells[column].strip("*").startswith(difference)
     assert report["references"] == ["random", "divprune"] and report["options"] == {"random": {"seed": "3"}}
     rows = {(r["scorer"], r["keep_ratio"]): r for r in report["rows"]}
     for reference in ("random", "divprune"):

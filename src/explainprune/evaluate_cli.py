@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .arguments import check_scorers
-from .bench.quality import check_evaluation, check_plot_path, evaluate, format_table, plot_retention
+from .bench.quality import check_evaluation, check_plot_path, evaluate, format_table, markdown_table, plot_retention
 from .errors import ExplainPruneError
 from .options import group_scorer_options
 from .scoring import make_scorer
@@ -59,4 +59,8 @@ def main(args: argparse.Namespace) -> int:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         plot_retention(report, args.plot)
         print(f"wrote {args.plot}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown_table(report))
+        print(f"wrote {args.markdown}")
     return 0

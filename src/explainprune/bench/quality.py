@@ -214,6 +214,34 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(report: dict) -> str:
+    """The pruned rows of an evaluate() report as a Markdown table: retention [95% CI] per keep ratio, then
+    per reference and keep ratio the paired difference [95% CI], bold where the interval excludes 0."""
+    references = report.get("references", [])
+    keeps = sorted({row["keep_ratio"] for row in report["rows"] if row["keep_ratio"] < 1}, reverse=True)
+    header = ["scorer", *(f"keep {keep:g}" for keep in keeps)]
+    header += [f"vs {reference} @ {keep:g}" for reference in references for keep in keeps]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for scorer in dict.fromkeys(row["scorer"] for row in report["rows"]):
+        rows = {row["keep_ratio"]: row for row in report["rows"] if row["scorer"] == scorer}
+        name = f"`{scorer}` (oracle)" if rows[keeps[0]].get("oracle") else f"`{scorer}`"
+        cells = [name]
+        for keep in keeps:
+            retention = rows[keep]["retention"]
+            cells.append("n/a" if retention is None else f"{retention:.1f} {_interval(rows[keep]['retention_ci'])}")
+        for reference in references:
+            for keep in keeps:
+                versus = rows[keep]["vs"][reference]
+                low, high = versus["ci"]
+                if scorer == reference or versus["difference"] is None:
+                    cells.append("–")
+                    continue
+                text = f"{versus['difference']:+.1f} {_interval(versus['ci'], signed=True)}"
+                cells.append(f"**{text}**" if low is not None and (low > 0 or high < 0) else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def check_plot_path(path) -> None:
     """Refuse, before any work, a plot file whose extension matplotlib cannot write."""
     from matplotlib.figure import Figure

@@ -29,4 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_options(parser)
     parser.add_argument("--json", type=output_file, help="write the report here")
     parser.add_argument("--plot", type=output_file, help="write a retention-vs-keep plot (PNG) here")
+    parser.add_argument(
+        "--markdown", type=output_file, help="write the retention table (and paired differences) as Markdown here"
+    )
     parser.add_argument("--answers", type=output_file, help="write every answer here (JSON lines: id, scorer, keep_ratio, prediction, correct)")
