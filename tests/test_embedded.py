@@ -11,7 +11,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import explainprune.embedded as embedded
 from explainprune.data import load_samples, make_inputs
-from explainprune.embedded.auxiliary import TrackHead, attention_loss, cell_targets, stack_targets, track_targets
+from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.cli import main as cli_main
@@ -91,7 +91,6 @@ def test_attention_loss_gives_each_group_its_own_head():
 SMALL = TrainingConfig(
     vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
     synthetic_images=2, easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
-    track_weight=0.5,
 )  # fmt: skip
 
 
@@ -105,8 +104,7 @@ def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
     assert str(tmp_path) not in (tmp_path / "training.json").read_text()  # no machine paths
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [2, 6] and "cell_shape_acc" in log[0]
-    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "video_track", "val", "val_video"} <= set(log[1])
-    assert "track" not in log[1]  # images have no track targets
+    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "val", "val_video"} <= set(log[1])
     assert {"synthetic_test_112", "synthetic_test_448", "synthetic_video_test", "easy_vqa_test"} <= set(report["accuracy"])
     model = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(tmp_path)
@@ -160,29 +158,6 @@ def test_clip_batches_carry_targets_per_temporal_patch():
     for question in plan.questions:
         video = question.video
         assert question.modality == "video" and any(video is v.frames for v in plan.visuals)
-
-
-def test_track_targets_on_a_hand_made_clip():
-    """Three temporal patches (two frames each) of 2x2 tokens, 40 px frames: object 0 stands still in cell 0
-    throughout; object 1 appears in patch 1 in cell 1 and is in cell 3, 10 px right and down, in patch 2."""
-    still, mover = (0, 0, 10, 10), [None, None, (20, 0, 30, 10), (20, 0, 30, 10), (30, 10, 40, 20), (30, 10, 40, 20)]
-    objects = [{"boxes": [still] * 6}, {"boxes": mover}]
-    covering = [[0, -1, -1, -1], [0, 1, -1, -1], [0, -1, -1, 1]]
-    track = track_targets(objects, [{"object": torch.tensor(c)} for c in covering], size=40)
-    assert track["valid"].tolist() == [c >= 0 for row in covering for c in row]
-    valid = track["valid"]
-    assert track["new"][valid].tolist() == [1, 0, 1, 0, 0]  # object 0 in patch 0; object 1 in patch 1
-    assert track["moved"][valid].tolist() == [0, 0, 0, 0, 1]
-    torch.testing.assert_close(track["seen"][valid], torch.tensor([1, 2, 1, 3, 2]) / 3)
-    torch.testing.assert_close(track["shift"][valid], torch.tensor([[0, 0]] * 4 + [[0.25, 0.25]]))
-
-
-def test_track_loss_reads_only_the_covered_tokens():
-    head = TrackHead(8)
-    targets = track_targets([{"boxes": [(0, 0, 10, 10)] * 2}], [{"object": torch.tensor([0, -1])}], size=40)
-    tokens = torch.randn(2, 8)
-    loss = head.loss(tokens, targets)
-    assert torch.isfinite(loss) and head.loss(torch.cat([tokens[:1], torch.full((1, 8), 1e6)]), targets) == loss
 
 
 def test_video_questions_point_at_their_frames():

@@ -4,11 +4,6 @@ Each merged visual token (a 28x28-pixel cell) predicts the colour and shape of t
 cell (or background), whether that object's centre lies in the cell, and the cell's own position. This
 teaches the vision tower to put localised, linearly readable object identity into every token, which the
 language model then has to find by attending to the right tokens.
-
-Clips add track targets, read from the language model's hidden states of the video tokens: the vision
-tower sees each temporal patch alone, so what a clip says about an object over time (it has just
-appeared, it moved, for how many patches it has been shown, where it went) can only be computed in the
-language model, by attending to the earlier patches; the track loss asks it to compute them there.
 """
 
 from __future__ import annotations
@@ -55,36 +50,6 @@ def cell_targets(objects: list[dict], mask: np.ndarray) -> dict[str, torch.Tenso
         "centre": torch.from_numpy(centre),
         "position": torch.from_numpy(position),
         "object": torch.from_numpy(covering),
-    }
-
-
-def track_targets(objects: list[dict], step_targets: list[dict[str, torch.Tensor]], size: int) -> dict[str, torch.Tensor]:
-    """Per visual token of a clip (temporal patch-major, like the tokens), about the object covering its cell
-    in the clip so far: `new` (this patch is the first that shows it), `moved` (it is elsewhere than where it
-    first showed), `seen` (share of the clip's patches that have shown it so far), `shift` (its centre's
-    displacement since it first showed, in frame sides); `valid` marks the tokens an object covers.
-    `objects` carry one box per frame (None while hidden); `step_targets` are `cell_targets` per patch."""
-    steps = len(step_targets)
-    hold = len(objects[0]["boxes"]) // steps
-    rows = []
-    for step, target in enumerate(step_targets):
-        facts = {}
-        for index, obj in enumerate(objects):
-            boxes = [box for box in (obj["boxes"][s * hold] for s in range(step + 1)) if box is not None]
-            if obj["boxes"][step * hold] is None:
-                continue
-            (x0, y0, x1, y1), (u0, v0, u1, v1) = boxes[0], boxes[-1]
-            shift = ((u0 + u1 - x0 - x1) / (2 * size), (v0 + v1 - y0 - y1) / (2 * size))
-            facts[index] = (float(len(boxes) == 1), float(boxes[-1] != boxes[0]), len(boxes) / steps, *shift)
-        covering = target["object"].tolist()
-        rows += [facts.get(index, (0.0,) * 5) + (float(index in facts),) for index in covering]
-    table = torch.tensor(rows, dtype=torch.float32)
-    return {
-        "new": table[:, 0],
-        "moved": table[:, 1],
-        "seen": table[:, 2],
-        "shift": table[:, 3:5],
-        "valid": table[:, 5] > 0,
     }
 
 
@@ -138,28 +103,6 @@ class CellHead(nn.Module):
             name: (getattr(self, name)(tokens[on_object]).argmax(-1) == targets[name][on_object]).float().mean().item()
             for name in ("colour", "shape")
         }
-
-
-class TrackHead(nn.Module):
-    """Linear read-out of the `track_targets` from the language model's hidden states of video tokens."""
-
-    def __init__(self, hidden_size: int):
-        super().__init__()
-        self.new = nn.Linear(hidden_size, 1)
-        self.moved = nn.Linear(hidden_size, 1)
-        self.seen = nn.Linear(hidden_size, 1)
-        self.shift = nn.Linear(hidden_size, 2)
-
-    def loss(self, tokens: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Sum of the track losses over the covered tokens of `tokens` (tokens x hidden)."""
-        valid = targets["valid"]
-        tokens = tokens.float()[valid]
-        return (
-            F.binary_cross_entropy_with_logits(self.new(tokens).squeeze(-1), targets["new"][valid])
-            + F.binary_cross_entropy_with_logits(self.moved(tokens).squeeze(-1), targets["moved"][valid])
-            + 10 * F.mse_loss(self.seen(tokens).squeeze(-1), targets["seen"][valid])
-            + 10 * F.mse_loss(self.shift(tokens), targets["shift"][valid])
-        )
 
 
 def attention_loss(

@@ -20,7 +20,7 @@ from explainprune.data import Sample
 from explainprune.data.prompting import prompt_texts
 from explainprune.data.synthetic import generate_sample
 from explainprune.data.synthetic_video import HOLD, frame_objects, generate_clip
-from explainprune.embedded.auxiliary import cell_targets, track_targets
+from explainprune.embedded.auxiliary import cell_targets
 from explainprune.embedded.conversations import CAPTION_QUESTIONS, caption_text, extra_question, extra_video_question
 
 SIZES = [112, 168, 224, 280]
@@ -35,12 +35,11 @@ VIDEO_FRAMES = [4, 6, 8]
 @dataclass
 class Visual:
     """One image or clip of a step: `frames` (one for an image) and cell targets per temporal patch
-    (None for easy-vqa images, which have no masks); a clip also has the track targets of its tokens."""
+    (None for easy-vqa images, which have no masks)."""
 
     modality: str
     frames: list[Image.Image]
     targets: list[dict] | None
-    track: dict | None = None
 
 
 @dataclass
@@ -144,7 +143,7 @@ def plan_clips(seed: int, step: int, clips: int, questions_per_clip: int) -> Bat
                 questions.append(replace(clip, question=extra[1], answer=extra[2], qtype=extra[0]))
         # one target set per temporal patch of the vision tower (2 frames, the length of each clip state)
         targets = [cell_targets(frame_objects(clip, f), clip.mask[f]) for f in range(0, frames, HOLD)]
-        plan.add(Visual("video", clip.video, targets, track_targets(clip.objects, targets, size)), questions)
+        plan.add(Visual("video", clip.video, targets), questions)
     return plan
 
 

@@ -30,7 +30,7 @@ from explainprune.commands import embedded_train as embedded_train_options
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
 from explainprune.data.synthetic_video import HOLD, video_focus
-from explainprune.embedded.auxiliary import CellHead, TrackHead, attention_loss, stack_targets
+from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.config import TrainingConfig
@@ -70,21 +70,15 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     processor = build_processor()
     model = build_model(processor)
     head = CellHead(model.config.text_config.hidden_size)
-    track_head = TrackHead(model.config.text_config.hidden_size)
     layers = model.config.text_config.num_hidden_layers
     if max(config.attention_layers) >= layers:
         raise ExplainPruneError(f"--attention-layers must name layers 0-{layers - 1}, got {list(config.attention_layers)}")
-    if not 0 <= config.track_layer < layers:
-        raise ExplainPruneError(f"--track-layer must name a layer 0-{layers - 1}, got {config.track_layer}")
     if config.attention_weight:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
     vision_params = list(model.model.visual.parameters()) + list(head.parameters())
     vision_ids = {id(p) for p in vision_params}
     optimizer = torch.optim.AdamW(
-        [
-            {"params": vision_params},
-            {"params": [p for p in model.parameters() if id(p) not in vision_ids] + list(track_head.parameters())},
-        ],
+        [{"params": vision_params}, {"params": [p for p in model.parameters() if id(p) not in vision_ids]}],
         betas=(0.9, 0.98),
         weight_decay=0.01,
     )
@@ -94,7 +88,6 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
         state = torch.load(checkpoint_path, weights_only=False)
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
-        track_head.load_state_dict(state["track_head"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, elapsed_before = state["step"], state["elapsed"]
         tqdm.write(f"resuming from step {start_step}")
@@ -104,11 +97,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     total = config.vision_steps + config.steps
     warmup_steps = int(config.warmup_fraction * config.steps)
     attention_layers = config.attention_layers if config.attention_weight else ()
-    weights = {
-        "answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight,
-        "track": config.track_weight,
-    }  # fmt: skip
-    track_layer = config.track_layer if config.track_weight else None
+    weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight}
     running: dict[str, float] = {}
     progress = tqdm(range(start_step, total), initial=start_step, total=total, desc="training")
     for step in progress:
@@ -131,12 +120,12 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             loss, metrics = 0.0, {}
             for prefix, plan in plans.items():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers, track_head, track_layer)
+                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers)
                 loss = loss + sum(weights[name] * value for name, value in parts.items())
                 metrics |= {prefix + name: value.item() for name, value in parts.items()}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters(), *track_head.parameters()], 1.0)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
         optimizer.step()
         for name, value in metrics.items():
             running[name] = 0.95 * running.get(name, value) + 0.05 * value
@@ -151,10 +140,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             tqdm.write(json.dumps(record))
             with open(out_dir / LOG, "a") as log:
                 log.write(json.dumps(record) + "\n")
-            state = {
-                "model": model.state_dict(), "head": head.state_dict(), "track_head": track_head.state_dict(),
-                "optimizer": optimizer.state_dict(),
-            }  # fmt: skip
+            state = {"model": model.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}
             torch.save({**state, "step": done, "elapsed": elapsed_before + time.time() - started}, checkpoint_path)
             if done == config.vision_steps:
                 running = {}  # the joint stage logs other losses
@@ -248,7 +234,7 @@ def _visual_tokens(model, batch: dict, plan) -> list[torch.Tensor]:
     return [next(features[visual.modality]) for visual in plan.visuals]
 
 
-def joint_forward(model, batch: dict, plan, output_attentions: bool = False, output_hidden_states: bool = False):
+def joint_forward(model, batch: dict, plan, output_attentions: bool = False):
     """(model output, merged tokens per visual): the model on the plan's questions, the vision tower run
     once per image or clip and its tokens shared by all of that visual's questions."""
     per_visual = _visual_tokens(model, batch, plan)
@@ -265,20 +251,14 @@ def joint_forward(model, batch: dict, plan, output_attentions: bool = False, out
         video_grid_thw=batch.get("video_grid_thw"),
         mm_encoder_outputs=outputs,
         output_attentions=output_attentions,
-        output_hidden_states=output_hidden_states,
     )
     return output, per_visual
 
 
-def _losses(
-    model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...], track_head: TrackHead | None = None,
-    track_layer: int | None = None,
-) -> dict[str, torch.Tensor]:
+def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...]) -> dict[str, torch.Tensor]:
     """Answer and caption token cross-entropies, the dense cell loss on the visual tokens of every scene and
-    clip, the attention loss pulling supervised heads onto the queried objects' visual tokens, and (with a
-    `track_layer`) the track loss on the video tokens of that decoder layer's output."""
-    tracked = track_layer is not None and any(visual.track is not None for visual in plan.visuals)
-    output, per_visual = joint_forward(model, batch, plan, bool(attention_layers), tracked)
+    clip, and the attention loss pulling supervised heads onto the queried objects' visual tokens."""
+    output, per_visual = joint_forward(model, batch, plan, bool(attention_layers))
     logits = output.logits
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, reduction="none", ignore_index=-100)
@@ -293,20 +273,7 @@ def _losses(
     parts["look"] = logits.new_zeros((), dtype=torch.float32)
     if attention_layers:
         parts["look"] = _look_loss(output.attentions, batch, plan, attention_layers)
-    if tracked:
-        parts["track"] = _track_loss(output.hidden_states[track_layer + 1], batch, plan, track_head)
     return parts
-
-
-def _track_loss(hidden: torch.Tensor, batch: dict, plan, track_head: TrackHead) -> torch.Tensor:
-    """`TrackHead.loss` on each clip's video tokens in the first row that asks about it."""
-    first_rows = {}
-    for row, visual in enumerate(plan.visual_of):
-        if plan.visuals[visual].track is not None:
-            first_rows.setdefault(visual, row)
-    tokens = torch.cat([hidden[row, batch["mm_token_type_ids"][row] > 0] for row in first_rows.values()])
-    targets = {key: torch.cat([plan.visuals[v].track[key] for v in first_rows]) for key in plan.visuals[next(iter(first_rows))].track}
-    return track_head.loss(tokens, targets)
 
 
 def relevant_cells(question, targets: list[dict]) -> list[torch.Tensor]:
