@@ -7,8 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from explainprune.bench.quality import bootstrap_difference, bootstrap_retention
+from PIL import Image
+
+from explainprune.bench.quality import bootstrap_difference, bootstrap_retention, retention_by_type, retention_report
 from explainprune.cli import main
+from explainprune.data import load_samples
 
 
 def test_eval_writes_the_documented_json(tiny_dirs, tmp_path, capsys):
@@ -100,3 +103,50 @@ def test_paired_difference_interval_contains_the_point_estimate():
 def test_eval_reports_bad_arguments_clearly(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_retention_by_type_is_each_types_questions_alone():
+    # 6 questions of type a (unpruned right on 4), 4 of type b (right on all): a scorer keeps 2 of a, all of b
+    qtypes = ["a"] * 6 + ["b"] * 4
+    correct = {("baseline", 1.0): [1, 1, 1, 1, 0, 0, 1, 1, 1, 1], ("s", 0.5): [1, 1, 0, 0, 0, 0, 1, 1, 1, 1]}
+    by_type = retention_by_type(correct, qtypes, ["s"], [1.0, 0.5])
+    assert list(by_type) == ["a", "b"]
+    rows = {qtype: {row["keep_ratio"]: row for row in sub["rows"]} for qtype, sub in by_type.items()}
+    assert (by_type["a"]["n"], by_type["a"]["baseline_accuracy"], rows["a"][0.5]["retention"]) == (6, 0.6667, 50.0)
+    assert (by_type["b"]["n"], rows["b"][0.5]["retention"], rows["b"][1.0]["retention"]) == (4, 100.0, 100.0)
+    overall = retention_report(correct, ["s"], [1.0, 0.5])
+    assert {row["keep_ratio"]: row["retention"] for row in overall["rows"]}[0.5] == 75.0
+
+
+def test_eval_by_type_reports_each_question_type(tmp_path, capsys):
+    out, markdown = tmp_path / "report.json", tmp_path / "t.md"
+    code = main([
+        "eval", "--model", "embedded", "--data", "synthetic:split=test,seed=3,n=12,size=112", "--keep", "1,0.25",
+        "--scorers", "random,uniform", "--by-type", "--json", str(out), "--markdown", str(markdown), "--batch-size", "6",
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    samples = load_samples("synthetic:split=test,seed=3,n=12,size=112")
+    assert list(report["by_type"]) == list(dict.fromkeys(s.qtype for s in samples))
+    assert sum(sub["n"] for sub in report["by_type"].values()) == 12
+    # the per-type accuracies recombine into the overall accuracy of every row
+    for row in report["rows"]:
+        per_type = [next(r for r in sub["rows"] if (r["scorer"], r["keep_ratio"]) == (row["scorer"], row["keep_ratio"]))
+                    for sub in report["by_type"].values()]
+        weighted = sum(r["accuracy"] * sub["n"] for r, sub in zip(per_type, report["by_type"].values())) / 12
+        assert abs(weighted - row["accuracy"]) < 1e-3
+    printed = capsys.readouterr().out
+    assert "retention (%) per question type at keep 0.25" in printed and "Unpruned accuracy per type:" in printed
+    table = markdown.read_text().split("Retention (%) per question type at keep 0.25:")[1].strip().splitlines()
+    assert table[0] == "| scorer | " + " | ".join(report["by_type"]) + " |" and len(table) >= 4
+    uniform = next(r for r in report["by_type"][next(iter(report["by_type"]))]["rows"] if (r["scorer"], r["keep_ratio"]) == ("uniform", 0.25))
+    assert table[3].startswith("| `uniform` | " + ("n/a" if uniform["retention"] is None else f"{uniform['retention']:.1f}"))
+
+
+def test_eval_by_type_refuses_untyped_data(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (56, 56)).save(image)
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"image": str(image), "question": "what?", "answer": "x"}) + "\n")
+    assert main(["eval", "--model", "embedded", "--data", str(data), "--scorers", "random", "--by-type"]) == 2
+    assert "--by-type needs typed data" in capsys.readouterr().err

@@ -6,7 +6,9 @@ import argparse
 import json
 
 from .arguments import check_scorers
-from .bench.quality import check_evaluation, check_plot_path, evaluate, format_table, markdown_table, plot_retention
+from .bench.quality import (
+    check_evaluation, check_plot_path, check_question_types, evaluate, format_table, markdown_table, plot_retention, type_table,
+)
 from .errors import ExplainPruneError
 from .options import group_scorer_options
 from .scoring import make_scorer
@@ -38,15 +40,19 @@ def main(args: argparse.Namespace) -> int:
         check_plot_path(args.plot)
     samples = load_samples(args.data)
     check_evaluation(samples, args.scorers, args.keep, args.batch_size)
+    if args.by_type:
+        check_question_types(samples)
     model, processor = load_model(args.model, args.device, args.dtype, args.attn_implementation)
     report = {"model": args.model, "data": args.data, "device": str(model.device), "dtype": args.dtype}
     report["options"] = {name: {key: str(value) for key, value in given.items()} for name, given in options.items()}
     report |= evaluate(
         model, processor, samples, args.scorers, args.keep, options, args.batch_size,
-        keep_answers=bool(args.answers), references=args.reference,
+        keep_answers=bool(args.answers), references=args.reference, by_type=args.by_type,
     )  # fmt: skip
     answers = report.pop("answers", None)
     print(format_table(report))
+    if args.by_type:
+        print(type_table(report))
     if args.answers:
         args.answers.parent.mkdir(parents=True, exist_ok=True)
         args.answers.write_text("".join(json.dumps(record) + "\n" for record in answers))
@@ -61,6 +67,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown_table(report))
+        args.markdown.write_text(markdown_table(report) + ("\n" + type_table(report, markdown=True) if args.by_type else ""))
         print(f"wrote {args.markdown}")
     return 0

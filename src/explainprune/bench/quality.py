@@ -92,11 +92,15 @@ def evaluate(
     progress: bool = True,
     keep_answers: bool = False,
     references: list[str] = (),
+    by_type: bool = False,
 ) -> dict:
     """Accuracy, retention (with bootstrap interval) and mean visual tokens kept, per scorer and keep;
     with `keep_answers`, also every answer ("answers": one record per question, scorer and keep); with
-    `references` (some of `scorers`), each row's retention difference to each with a paired interval."""
+    `references` (some of `scorers`), each row's retention difference to each with a paired interval;
+    with `by_type`, the same rows per question type ("by_type", see `retention_by_type`)."""
     check_evaluation(samples, scorers, keep_ratios, batch_size)
+    if by_type:
+        check_question_types(samples)
     scorer_options = scorer_options or {}
     for reference in references:
         if reference not in scorers:
@@ -133,6 +137,8 @@ def evaluate(
             bar.update(len(batch))
     correct = {key: [is_correct(a, s.answer) for a, s in zip(answers, samples)] for key, answers in predictions.items()}
     report = retention_report(correct, scorers, keep_ratios, tokens, references, oracles)
+    if by_type:
+        report["by_type"] = retention_by_type(correct, [sample.qtype for sample in samples], scorers, keep_ratios, oracles)
     if keep_answers:
         report["answers"] = [
             {"id": sample.id, "scorer": name, "keep_ratio": keep, "prediction": answer, "correct": hit}
@@ -185,6 +191,55 @@ def retention_report(
             rows.append(row)
     report = {"n": len(baseline), "baseline_accuracy": round(baseline_accuracy, 4), "rows": rows}
     return report | ({"references": list(references)} if references else {})
+
+
+def check_question_types(samples: list[Sample]) -> None:
+    """Refuse a per-type breakdown of data whose samples do not all name their question type."""
+    untyped = [sample.id for sample in samples if not sample.qtype]
+    if untyped:
+        raise ExplainPruneError(
+            f"{len(untyped)} of {len(samples)} samples have no question type (first: {untyped[0]!r}); "
+            "--by-type needs typed data (synthetic, synthetic-video, easy-vqa, or JSON lines with \"qtype\")"
+        )
+
+
+def retention_by_type(correct: dict, qtypes: list[str], scorers: list[str], keep_ratios: list[float], oracles=()) -> dict:
+    """`retention_report` of each question type's questions alone (types in first-seen order): retention
+    against the unpruned model's accuracy on that type, with its bootstrap interval."""
+    by_type = {}
+    for qtype in dict.fromkeys(qtypes):
+        index = [i for i, t in enumerate(qtypes) if t == qtype]
+        subset = {key: [values[i] for i in index] for key, values in correct.items()}
+        by_type[qtype] = retention_report(subset, scorers, keep_ratios, oracles=oracles)
+    return by_type
+
+
+def type_table(report: dict, markdown: bool = False) -> str:
+    """Retention per scorer (rows) and question type (columns) of a report with "by_type", one table per
+    keep ratio < 1, then each type's question count and the unpruned model's accuracy on it."""
+    by_type = report["by_type"]
+    keeps = sorted({row["keep_ratio"] for row in report["rows"] if row["keep_ratio"] < 1}, reverse=True)
+    retention = {
+        (qtype, row["scorer"], row["keep_ratio"]): "n/a" if row["retention"] is None else f"{row['retention']:.1f}"
+        for qtype, sub in by_type.items()
+        for row in sub["rows"]
+    }
+    scorers = list(dict.fromkeys(row["scorer"] for row in report["rows"]))
+    header = ["scorer", *by_type]
+    blocks = []
+    for keep in keeps:
+        body = [[name, *(retention[(qtype, name, keep)] for qtype in by_type)] for name in scorers]
+        if markdown:
+            lines = [f"Retention (%) per question type at keep {keep:g}:", ""]
+            lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * len(by_type) + "|"]
+            lines += ["| " + " | ".join([f"`{line[0]}`", *line[1:]]) + " |" for line in body]
+        else:
+            widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+            lines = [f"retention (%) per question type at keep {keep:g}"]
+            lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in [header, *body]]
+        blocks.append("\n".join(lines))
+    note = "Unpruned accuracy per type: " + ", ".join(f"{qtype} {sub['baseline_accuracy']:.3f} (n={sub['n']})" for qtype, sub in by_type.items())
+    return "\n\n".join([*blocks, note]) + "\n"
 
 
 def format_table(report: dict) -> str:

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", type=comma_list, default=[], metavar="SCORER[,SCORER]",
         help="also report each row's retention difference to these scorers (of --scorers), with paired 95%% intervals",
     )  # fmt: skip
+    parser.add_argument(
+        "--by-type", action="store_true",
+        help="also report retention per question type (table, JSON 'by_type', Markdown); needs typed data",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=16)
     add_device_options(parser)
     parser.add_argument("--json", type=output_file, help="write the report here")
