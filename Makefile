@@ -58,10 +58,19 @@ docs/eval/%.json: $(SHIPPED) | install
 	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(SCORERS) \
 	  --reference learned,learned-mmr --json $@ --plot $(@:.json=.png) --markdown $(@:.json=.md) > $(@:.json=.txt)
 
+# Retention per question type (docs/eval/by-type.md reads them).
+BY_TYPE_SCORERS := learned,learned-mmr,gae,layer0,divprune,scope,vispruner,uniform,random,mask-oracle
+BY_TYPE_SETS := by-type-224 by-type-448
+docs/eval/by-type-224.json: DATA := synthetic:split=test,seed=0,n=500,size=224
+docs/eval/by-type-448.json: DATA := synthetic:split=test,seed=0,n=500,size=448
+docs/eval/by-type-%.json: $(SHIPPED) | install
+	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(BY_TYPE_SCORERS) \
+	  --by-type --json $@ --markdown $(@:.json=.md) > $(@:.json=.txt)
+
 docs/demo/video-relevance.png: $(SHIPPED) $(VIDEO_PREDICTOR) | install
 	$(BIN)/explainprune demo --out docs/demo
 
-figures-images: $(patsubst %,docs/eval/%.json,$(filter-out video-224,$(EVAL_SETS)))
+figures-images: $(patsubst %,docs/eval/%.json,$(filter-out video-224,$(EVAL_SETS)) $(BY_TYPE_SETS))
 figures: figures-images docs/eval/video-224.json docs/demo/video-relevance.png
 
 # vLLM lives in its own venv: it pins torch 2.13.0+cpu and transformers <5.20 (docs/vllm.md).
