@@ -96,6 +96,7 @@ def test_paired_difference_interval_contains_the_point_estimate():
         (["eval", "--scorers", "random", "--option", "seed=3"], "expected SCORER.KEY=VALUE"),
         (["eval", "--scorers", "random", "--option", "dart.layer=3"], "scorer 'dart' is not in --scorers"),
         (["eval", "--scorers", "dart", "--option", "dart.depth=3"], "scorer 'dart' does not take option(s) ['depth']"),
+        (["eval", "--scorers", "learned-coverage", "--option", "learned-coverage.alpha=0"], "alpha must be a positive number, got 0"),
         (["eval", "--scorers", "layer0,attn"], "unknown scorer 'attn'; known scorers:"),
         (["eval", "--model", "/nonexistent/model", "--scorers", "random"], "not 'embedded' and not a model directory"),
     ],

@@ -20,12 +20,13 @@ from explainprune.scoring.visionzip import dominant_and_contextual
 from explainprune.scoring.vispruner import important_then_diverse
 from explainprune.selection import span_budgets
 
-INPUT_STAGE_PEERS = ("divprune", "cdpruner", "scope", "visionzip", "vispruner", "dart-input", "learned-mmr")
+INPUT_STAGE_PEERS = ("divprune", "cdpruner", "scope", "visionzip", "vispruner", "dart-input", "learned-mmr", "learned-coverage")
+LEARNED_PEERS = ("learned-mmr", "learned-coverage")
 LAYER = 1  # the tiny models have 2 decoder layers
 
 
 def options(name, model):
-    return {"predictor": untrained_predictor(model)} if name == "learned-mmr" else {}
+    return {"predictor": untrained_predictor(model)} if name in LEARNED_PEERS else {}
 
 
 def pair(processor):
@@ -111,6 +112,21 @@ def test_scope_trades_coverage_against_saliency():
     assert torch.topk(saliency, 2).indices.tolist() == [0, 1]  # what saliency alone would keep
     # With alpha = 0 only coverage counts: the first of the three equal gains, then the other object.
     assert saliency_coverage(similarity, saliency.flip(0), 2, alpha=0.0).tolist() == [0, 3]
+
+
+def test_learned_coverage_is_scopes_coverage_over_the_learned_relevance(tiny):
+    model, processor = tiny
+    batch, _ = pair(processor)
+    predictor = untrained_predictor(model)
+    compressor = Compressor(model, processor, scorer="learned-coverage", keep_ratio=0.25, predictor=predictor, alpha=0.5)
+    learned = Compressor(model, processor, scorer="learned", predictor=predictor)
+    encoded = compressor.encode(**batch)
+    relevance = learned.score(encoded)
+    for b, (spans, choices) in enumerate(zip(encoded.spans, compressor.choose(encoded))):
+        for span, choice, scores in zip(spans, choices, relevance[b]):
+            similarity = cosine_similarity_matrix(encoded.inputs_embeds[b, span.positions])
+            expected = saliency_coverage(similarity, scores, token_budget(0.25, span.num_tokens), alpha=0.5)
+            assert choice.indices.tolist() == expected.tolist()
 
 
 def test_vispruner_keeps_the_salient_half_then_drops_duplicates():

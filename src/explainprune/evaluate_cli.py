@@ -11,13 +11,10 @@ from .bench.quality import (
 )
 from .errors import ExplainPruneError
 from .options import group_scorer_options
-from .scoring import make_scorer
+from .scoring import make_scorer, scorer_options
 from .data import load_samples
 from .devices import resolve_device
 from .loading import load_model, model_directory
-
-LEARNED_SCORERS = ("learned", "learned-mmr")  # --predictor is theirs
-
 
 def main(args: argparse.Namespace) -> int:
     # cheap checks first: a mistake is refused before samples are made or the model loads
@@ -29,9 +26,10 @@ def main(args: argparse.Namespace) -> int:
         options = group_scorer_options(args.option, args.scorers)
     except argparse.ArgumentTypeError as error:
         raise ExplainPruneError(str(error)) from None
-    if args.predictor:
-        for name in LEARNED_SCORERS:
-            options.setdefault(name, {})["predictor"] = args.predictor
+    if args.predictor:  # for every scorer that takes a predictor (learned, learned-mmr, learned-coverage)
+        for name in args.scorers:
+            if "predictor" in scorer_options(name):
+                options.setdefault(name, {})["predictor"] = args.predictor
     for name in args.scorers:  # bad options fail before the model loads
         make_scorer(name, **options.get(name, {}))
     model_directory(args.model)

@@ -13,6 +13,7 @@ from ..arguments import check_scorers
 from ..commands import bench as bench_options
 from ..devices import resolve_device, torch_dtype
 from ..predictor import Predictor
+from ..scoring import scorer_options
 from .architectures import build_model
 from .inputs import synthetic_inputs
 from .measure import run_benchmark
@@ -40,15 +41,12 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
     env = environment()
     model = build_model(args.arch, torch_dtype(args.dtype), args.layers, device, args.attn_implementation or "sdpa")
     inputs = {k: v.to(device) for k, v in synthetic_inputs(model, args.visual_tokens, args.text_tokens, args.seed).items()}
+    takes_predictor = [name for name in scorers if "predictor" in scorer_options(name)]
     predictor = args.predictor
-    if predictor is None and {"learned", "learned-mmr"} & set(scorers) and args.arch != "embedded":
+    if predictor is None and takes_predictor and args.arch != "embedded":
         predictor = untrained_predictor(model).to(device)
-    scorer_options = {
-        "fastv": {"layer": args.inllm_layer},
-        "dart": {"layer": args.inllm_layer},
-        "learned": {"predictor": predictor},
-        "learned-mmr": {"predictor": predictor},
-    }
+    options = {"fastv": {"layer": args.inllm_layer}, "dart": {"layer": args.inllm_layer}}
+    options |= {name: {"predictor": predictor} for name in takes_predictor}
     result = run_benchmark(
         model,
         inputs,
@@ -57,7 +55,7 @@ def benchmark(args: argparse.Namespace, command: str, progress=print) -> dict:
         repeats=args.repeats,
         warmup=args.warmup,
         decode_tokens=args.decode_tokens,
-        scorer_options=scorer_options,
+        scorer_options=options,
         progress=progress,
     )
     env["load_average_end"] = environment()["load_average"]

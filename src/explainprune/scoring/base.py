@@ -57,6 +57,11 @@ def scorer_class(name: str) -> type:
     return SCORERS.get(name)
 
 
+def scorer_options(name: str) -> list[str]:
+    """The options the scorer called `name` takes (its constructor's parameters), e.g. ["predictor", "alpha"]."""
+    return [p for p in inspect.signature(scorer_class(name).__init__).parameters if p not in ("self", "args", "kwargs")]
+
+
 def make_scorer(scorer, **options):
     """A scorer (or in-LLM pruner) instance from its registered name and options, with clear errors."""
     if not isinstance(scorer, str):
@@ -70,11 +75,10 @@ def make_scorer(scorer, **options):
                 f"known names: {', '.join(SCORERS)}"
             )
         return scorer
-    cls = scorer_class(scorer)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    accepted = scorer_options(scorer)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ExplainPruneError(
             f"scorer {scorer!r} does not take option(s) {unknown}; it takes: {', '.join(accepted) or 'none'}"
         )
-    return cls(**options)
+    return scorer_class(scorer)(**options)

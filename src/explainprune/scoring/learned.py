@@ -12,7 +12,9 @@ from ..attention import instruction_attention
 from ..embedded import EMBEDDED_DIR, PREDICTOR_DIRS
 from ..errors import ExplainPruneError
 from ..predictor import Predictor, PredictorMismatchError
+from ..selection import Choice, choices_per_span
 from .base import Scorer, register
+from .similarity import cosine_similarity_matrix, span_embeddings
 
 
 def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
@@ -89,3 +91,29 @@ class LearnedScorer(Scorer):
                 sample_scores.append(predictor.predict(feature, span.grids))
             scores.append(sample_scores)
         return scores
+
+
+class LearnedRelevanceSelector(Scorer):
+    """Base of the set-based scorers that spend the learned predictor's relevance on a greedy choice
+    (`learned-mmr`, `learned-coverage`): `score` gives the predictor's heat maps, `choose` hands each span's
+    relevance and the cosine similarities of its LLM-input embeddings to `pick_from`."""
+
+    def __init__(self, predictor: str | Path | Predictor | list | tuple | None = None):
+        self.learned = LearnedScorer(predictor)
+
+    def score(self, adapter, encoded):
+        """The predictor's relevance (heat maps); the choice itself is set-based."""
+        return self.learned.score(adapter, encoded)
+
+    def pick_from(self, relevance: torch.Tensor, similarity: torch.Tensor, k: int) -> torch.Tensor:
+        """The `k` indices to keep of one span, given its relevance (probabilities) and (n, n) similarities."""
+        raise NotImplementedError
+
+    def choose(self, adapter, encoded, budgets):
+        relevance = self.learned.score(adapter, encoded)
+
+        def choose_span(b, s, span, k):
+            similarity = cosine_similarity_matrix(span_embeddings(encoded, b, span))
+            return Choice(self.pick_from(relevance[b][s].to(similarity.device), similarity, k))
+
+        return choices_per_span(encoded.spans, budgets, choose_span)

@@ -17,10 +17,8 @@ import torch
 
 from ..errors import ExplainPruneError
 from ..predictor import Predictor
-from ..selection import Choice, choices_per_span
-from .base import Scorer, register
-from .learned import LearnedScorer
-from .similarity import cosine_similarity_matrix, span_embeddings
+from .base import register
+from .learned import LearnedRelevanceSelector
 
 DEFAULT_LAMBDA = 0.0  # the best of 0..1 on synthetic:split=val at 224 and 448 px (docs/eval/peers.md)
 MIN_PROBABILITY = 1e-30  # floor before the log (a probability that underflowed to 0)
@@ -44,26 +42,16 @@ def maximal_marginal_relevance(relevance: torch.Tensor, similarity: torch.Tensor
 
 
 @register
-class LearnedMMR(Scorer):
+class LearnedMMR(LearnedRelevanceSelector):
     name = "learned-mmr"
 
     def __init__(self, predictor: str | Path | Predictor | list | None = None, mmr_lambda: float = DEFAULT_LAMBDA):
         if isinstance(mmr_lambda, bool) or not isinstance(mmr_lambda, (int, float)) or not 0.0 <= mmr_lambda <= 1.0:
             raise ExplainPruneError(f"learned-mmr option mmr_lambda must be a number in [0, 1], got {mmr_lambda!r}")
-        self.learned = LearnedScorer(predictor)
+        super().__init__(predictor)
         self.mmr_lambda = float(mmr_lambda)
 
-    def score(self, adapter, encoded):
-        """The predictor's relevance (heat maps); the choice itself adds diversity."""
-        return self.learned.score(adapter, encoded)
-
-    def choose(self, adapter, encoded, budgets):
-        relevance = self.learned.score(adapter, encoded)
-
-        def choose_span(b, s, span, k):
-            scores = relevance[b][s].float().clamp(min=MIN_PROBABILITY).log()
-            normalised = (scores - scores.min()) / (scores.max() - scores.min() + 1e-6)
-            similarity = cosine_similarity_matrix(span_embeddings(encoded, b, span))
-            return Choice(maximal_marginal_relevance(normalised, similarity, k, self.mmr_lambda))
-
-        return choices_per_span(encoded.spans, budgets, choose_span)
+    def pick_from(self, relevance, similarity, k):
+        scores = relevance.float().clamp(min=MIN_PROBABILITY).log()
+        normalised = (scores - scores.min()) / (scores.max() - scores.min() + 1e-6)
+        return maximal_marginal_relevance(normalised, similarity, k, self.mmr_lambda)

@@ -18,6 +18,7 @@ from ...arguments import check_scorers
 from ...bench.quality import format_table, retention_report
 from ...errors import ExplainPruneError
 from ...loading import load_model
+from ...scoring import scorer_options
 
 BASELINE = ("baseline", 1.0)
 
@@ -91,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     outcomes, failures = {}, []
     for scorer, keep in runs:
         name = run_name(scorer, keep)
-        options = {"predictor": args.predictor} if args.predictor and scorer == "learned" else {}
+        options = {"predictor": args.predictor} if args.predictor and "predictor" in scorer_options(scorer) else {}
         try:
             wrapper = wrapper_class.around(
                 model, processor, scorer="random" if (scorer, keep) == BASELINE else scorer, keep_ratio=keep,
