@@ -37,7 +37,7 @@ demo: install
 EMBEDDED := src/explainprune/embedded
 SHIPPED := $(EMBEDDED)/model/model.safetensors $(EMBEDDED)/predictor/model.safetensors
 VIDEO_PREDICTOR := $(EMBEDDED)/predictor-video/model.safetensors
-PRUNERS := learned,learned-mmr,gae,layer0,fastv,dart,dart-input,divprune,cdpruner,scope,visionzip,vispruner
+PRUNERS := learned,learned-mmr,learned-coverage,gae,layer0,fastv,dart,dart-input,divprune,cdpruner,scope,visionzip,vispruner
 EVAL_SETS := synthetic-224 crowded-224 synthetic-448 easy-vqa video-224
 docs/eval/synthetic-224.json: DATA := synthetic:split=test,seed=0,n=500,size=224
 docs/eval/synthetic-224.json: SCORERS := $(PRUNERS),uniform,random,mask-oracle
@@ -56,10 +56,10 @@ $(VIDEO_PREDICTOR):
 
 docs/eval/%.json: $(SHIPPED) | install
 	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(SCORERS) \
-	  --reference learned,learned-mmr --json $@ --plot $(@:.json=.png) --markdown $(@:.json=.md) > $(@:.json=.txt)
+	  --reference learned,learned-mmr,learned-coverage --json $@ --plot $(@:.json=.png) --markdown $(@:.json=.md) > $(@:.json=.txt)
 
 # Retention per question type (docs/eval/by-type.md reads them).
-BY_TYPE_SCORERS := learned,learned-mmr,gae,layer0,divprune,scope,vispruner,uniform,random,mask-oracle
+BY_TYPE_SCORERS := learned,learned-mmr,learned-coverage,gae,layer0,divprune,scope,vispruner,uniform,random,mask-oracle
 BY_TYPE_SETS := by-type-224 by-type-448
 docs/eval/by-type-224.json: DATA := synthetic:split=test,seed=0,n=500,size=224
 docs/eval/by-type-448.json: DATA := synthetic:split=test,seed=0,n=500,size=448
