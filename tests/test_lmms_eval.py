@@ -24,6 +24,7 @@ from lmms_eval.api.instance import Instance
 from transformers import AutoModelForImageTextToText
 
 from explainprune import Compressor
+from explainprune.bench.cli import untrained_predictor
 from explainprune.cli import main
 from explainprune.data import load_samples
 from explainprune.integrations.lmms_eval.model import ExplainPruneChat, ExplainPruneSimple
@@ -249,6 +250,24 @@ def test_sweep_reports_a_failed_run_and_exits_1(tiny_dirs, tmp_path, capsys):
     rows = report["tasks"][EMBEDDED_TASK]["rows"]
     assert [(r["scorer"], r["keep_ratio"]) for r in rows] == [("uniform", 1.0), ("uniform", 0.5)]
     assert (out / "runs" / "learned_keep0.5.error.txt").read_text().startswith("Traceback")
+
+
+@pytest.mark.slow
+def test_sweep_gives_the_predictor_to_every_scorer_that_takes_one(tiny_dirs, tmp_path, capsys):
+    """--predictor reaches learned-mmr too (it used to reach `learned` only), and the baseline run ignores it."""
+    model, _ = load_tiny(tiny_dirs, "qwen2-vl")
+    untrained_predictor(model).save_pretrained(tmp_path / "predictor")
+    out = tmp_path / "sweep"
+    code = main([
+        "lmms-eval", "--model", str(tiny_dirs["qwen2-vl"]), "--tasks", EMBEDDED_TASK, "--include-path", str(TASKS_DIR),
+        "--keep", "1,0.5", "--scorers", "learned-mmr", "--predictor", str(tmp_path / "predictor"), "--limit", "4",
+        "--batch-size", "4", "--out", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    assert report["failed_runs"] == []
+    rows = report["tasks"][EMBEDDED_TASK]["rows"]
+    assert [(r["scorer"], r["keep_ratio"]) for r in rows] == [("learned-mmr", 1.0), ("learned-mmr", 0.5)]
 
 
 def lmms_eval_responses(out_dir, scorer: str, keep: float, n: int, simple: bool) -> dict[int, dict]:

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="embedded", help="'embedded' or a save_pretrained directory")
     add_keep_option(parser, "1,0.5,0.25")
     add_scorers_option(parser, "learned,layer0,uniform,random")
-    parser.add_argument("--predictor", help="predictor directory for the learned scorer (default: the model's shipped one)")
+    parser.add_argument("--predictor", help="predictor directory for the scorers that take one (learned, learned-mmr, learned-coverage; default: the model's shipped one)")
     parser.add_argument("--include-path", type=Path, help="folder of extra task YAMLs (e.g. from `explainprune export-task`)")
     parser.add_argument("--out", type=output_dir, required=True, help="folder for results.json and every run's lmms-eval output")
     parser.add_argument("--batch-size", type=positive_int, default=8)

@@ -92,10 +92,11 @@ def main(args: argparse.Namespace) -> int:
     outcomes, failures = {}, []
     for scorer, keep in runs:
         name = run_name(scorer, keep)
-        options = {"predictor": args.predictor} if args.predictor and "predictor" in scorer_options(scorer) else {}
+        scorer_name = "random" if (scorer, keep) == BASELINE else scorer  # keep 1.0: every scorer is the model
+        options = {"predictor": args.predictor} if args.predictor and "predictor" in scorer_options(scorer_name) else {}
         try:
             wrapper = wrapper_class.around(
-                model, processor, scorer="random" if (scorer, keep) == BASELINE else scorer, keep_ratio=keep,
+                model, processor, scorer=scorer_name, keep_ratio=keep,
                 batch_size=args.batch_size, **options,
             )  # fmt: skip
             results = simple_evaluate(
