@@ -16,6 +16,7 @@ from .data import load_samples
 from .devices import resolve_device
 from .loading import load_model, model_directory
 
+
 def main(args: argparse.Namespace) -> int:
     # cheap checks first: a mistake is refused before samples are made or the model loads
     check_scorers(args.scorers)
