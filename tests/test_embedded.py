@@ -11,7 +11,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import explainprune.embedded as embedded
 from explainprune.data import load_samples, make_inputs
-from explainprune.embedded.auxiliary import attention_loss, cell_targets, stack_targets
+from explainprune.embedded.auxiliary import attention_loss, cell_targets, earlier_cells, stack_targets, track_attention_loss
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.cli import main as cli_main
@@ -88,9 +88,27 @@ def test_attention_loss_gives_each_group_its_own_head():
     assert matched.item() < 1e-5 and swapped.item() > 10
 
 
+def test_earlier_cells_look_back_at_the_same_object_or_what_it_replaced():
+    # three temporal patches of 4 cells: object 0 static at cell 0, object 1 moves 1 -> 2 -> 3, object 2
+    # appears in the last patch at cell 2 (background there before: object 1 had moved on to cell 3)
+    patches = [[0, 1, -1, -1], [0, -1, 1, -1], [0, -1, 2, 1]]
+    queries, mask = earlier_cells([{"object": torch.tensor(p)} for p in patches])
+    expected = {4: [0], 6: [1], 8: [0, 4], 10: [6], 11: [1, 6]}  # token -> cells it must look back at
+    assert queries.tolist() == list(expected)
+    assert [row.nonzero().flatten().tolist() for row in mask] == list(expected.values())
+    attention = torch.zeros(12, 12)
+    for token, cells in expected.items():
+        attention[token, cells] = 1 / len(cells)
+    assert track_attention_loss(attention, queries, mask).item() < 1e-5
+    attention[10] = 0
+    attention[10, 9] = 1.0  # the new object looks at the wrong cell
+    assert track_attention_loss(attention, queries, mask).item() > 2
+
+
 SMALL = TrainingConfig(
     vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
     synthetic_images=2, easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
+    track_weight=1.0,
 )  # fmt: skip
 
 
@@ -104,7 +122,7 @@ def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
     assert str(tmp_path) not in (tmp_path / "training.json").read_text()  # no machine paths
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [2, 6] and "cell_shape_acc" in log[0]
-    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "val", "val_video"} <= set(log[1])
+    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "video_track", "val", "val_video"} <= set(log[1])
     assert {"synthetic_test_112", "synthetic_test_448", "synthetic_video_test", "easy_vqa_test"} <= set(report["accuracy"])
     model = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(tmp_path)

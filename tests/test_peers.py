@@ -240,6 +240,21 @@ def test_mask_oracle_keeps_the_question_objects_first(tiny_dirs):
         Compressor(model, processor, scorer="mask-oracle", keep_ratio=0.25).choose(encoded)
 
 
+def test_mask_oracle_spreads_the_leftover_budget_over_the_grid():
+    """Background ties go coarse-to-fine: a quarter of a blank 8x8 grid is its even 2x2 lattice; with one
+    relevant token, that token comes first and the rest of the budget still spreads."""
+    from explainprune.scoring.mask_oracle import MaskOracle
+    from explainprune.adapters.base import VisualSpan
+
+    span = VisualSpan(positions=torch.arange(64), grids=[(1, 8, 8)], modality="image")
+    blank = MaskOracle().pick(torch.zeros(64), span, 16).indices
+    assert sorted(blank.tolist()) == [r * 8 + c for r in range(0, 8, 2) for c in range(0, 8, 2)]
+    scores = torch.zeros(64)
+    scores[9] = 1.0
+    chosen = MaskOracle().pick(scores, span, 4).indices.tolist()
+    assert chosen == [9, 0, 4, 32]
+
+
 @pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "llava-onevision"])
 @pytest.mark.parametrize("name", ["scope", "visionzip", "vispruner"])
 def test_saliency_peers_prune_videos_within_budget(tiny_dirs, family, name):

@@ -127,3 +127,40 @@ def attention_loss(
                 weights = attentions[layer][row, head, query_positions[row]].float()
                 terms.append(-torch.log(weights[positions[cells]].sum() + 1e-6))
     return torch.stack(terms).mean() if terms else query_positions.new_zeros((), dtype=torch.float32)
+
+
+def earlier_cells(targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the tokens of a clip (temporal patch-major), what each token must look back at in layer 0: an
+    object's token at its own object in every earlier patch, or, in the patch where the object first
+    appears, at the same cell of the previous patch (what was there before). Returns (queries, mask): the
+    supervised token indices and a (queries, tokens) boolean mask of their targets; first-patch and
+    background tokens are not supervised."""
+    objects = torch.stack([target["object"] for target in targets])  # (patches, cells)
+    patches, cells = objects.shape
+    flat = objects.flatten()
+    patch_of = torch.arange(patches).repeat_interleave(cells)
+    queries, rows = [], []
+    for token in range(cells, patches * cells):
+        index, patch = int(flat[token]), int(patch_of[token])
+        if index < 0:
+            continue
+        row = (flat == index) & (patch_of < patch)
+        if not row.any():
+            row = torch.zeros_like(row)
+            row[token - cells] = True
+        queries.append(token)
+        rows.append(row)
+    if not queries:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, patches * cells, dtype=torch.bool)
+    return torch.tensor(queries), torch.stack(rows)
+
+
+def track_attention_loss(weights: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """-log of the attention mass each supervised video token puts on its `earlier_cells` targets, mean over
+    the tokens. `weights`: one head's (tokens, tokens) attention among a clip's visual tokens. What a token
+    reads back (the same object earlier, or the background it replaced) lets the decoder see what moved,
+    what appeared and for how long an object has been shown, which the vision tower, run per temporal patch,
+    cannot."""
+    mass = (weights[queries].float() * mask).sum(-1)
+    return -torch.log(mass + 1e-6).mean()
+

@@ -46,6 +46,11 @@ class TrainingConfig:
     caption_weight: float = field(default=0.5, metadata=_help("weight of the caption loss"))
     attention_weight: float = field(default=0.5, metadata=_help("weight of the attention loss (0: off)"))
     attention_layers: tuple[int, ...] = field(default=(1, 2), metadata=_help("layers whose heads the attention loss supervises"))
+    track_weight: float = field(
+        default=0.0,
+        metadata=_help("weight of the clips' layer-0 look-back loss: one head sends each object token to the same "
+                       "object in earlier temporal patches (0: off)"),
+    )  # fmt: skip
     eval_every: int = field(default=200, metadata=_help("steps between validation, log lines and checkpoints", positive_int))
     val_n: int = field(default=120, metadata=_help("validation scenes", positive_int))
     val_clips: int = field(default=100, metadata=_help("validation clips", positive_int))

@@ -30,7 +30,7 @@ from explainprune.commands import embedded_train as embedded_train_options
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
 from explainprune.data.synthetic_video import HOLD, video_focus
-from explainprune.embedded.auxiliary import CellHead, attention_loss, stack_targets
+from explainprune.embedded.auxiliary import CellHead, attention_loss, earlier_cells, stack_targets, track_attention_loss
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.config import TrainingConfig
@@ -73,7 +73,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     layers = model.config.text_config.num_hidden_layers
     if max(config.attention_layers) >= layers:
         raise ExplainPruneError(f"--attention-layers must name layers 0-{layers - 1}, got {list(config.attention_layers)}")
-    if config.attention_weight:
+    if config.attention_weight or config.track_weight:
         model.set_attn_implementation({"text_config": "eager"})  # attention weights for the attention loss
     vision_params = list(model.model.visual.parameters()) + list(head.parameters())
     vision_ids = {id(p) for p in vision_params}
@@ -97,7 +97,10 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     total = config.vision_steps + config.steps
     warmup_steps = int(config.warmup_fraction * config.steps)
     attention_layers = config.attention_layers if config.attention_weight else ()
-    weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight}
+    weights = {
+        "answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight,
+        "track": config.track_weight,
+    }  # fmt: skip
     running: dict[str, float] = {}
     progress = tqdm(range(start_step, total), initial=start_step, total=total, desc="training")
     for step in progress:
@@ -120,7 +123,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             loss, metrics = 0.0, {}
             for prefix, plan in plans.items():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers)
+                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers, bool(config.track_weight))
                 loss = loss + sum(weights[name] * value for name, value in parts.items())
                 metrics |= {prefix + name: value.item() for name, value in parts.items()}
         optimizer.zero_grad(set_to_none=True)
@@ -255,10 +258,13 @@ def joint_forward(model, batch: dict, plan, output_attentions: bool = False):
     return output, per_visual
 
 
-def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...]) -> dict[str, torch.Tensor]:
+def _losses(
+    model, head: CellHead, batch: dict, plan, attention_layers: tuple[int, ...], track: bool = False
+) -> dict[str, torch.Tensor]:
     """Answer and caption token cross-entropies, the dense cell loss on the visual tokens of every scene and
-    clip, and the attention loss pulling supervised heads onto the queried objects' visual tokens."""
-    output, per_visual = joint_forward(model, batch, plan, bool(attention_layers))
+    clip, the attention loss pulling supervised heads onto the queried objects' visual tokens and, with
+    `track`, the clips' layer-0 look-back loss."""
+    output, per_visual = joint_forward(model, batch, plan, bool(attention_layers) or track)
     logits = output.logits
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, reduction="none", ignore_index=-100)
@@ -273,7 +279,26 @@ def _losses(model, head: CellHead, batch: dict, plan, attention_layers: tuple[in
     parts["look"] = logits.new_zeros((), dtype=torch.float32)
     if attention_layers:
         parts["look"] = _look_loss(output.attentions, batch, plan, attention_layers)
+    if track and any(visual.modality == "video" for visual in plan.visuals):
+        parts["track"] = _track_loss(output.attentions[0], batch, plan)
     return parts
+
+
+def _track_loss(layer0: torch.Tensor, batch: dict, plan) -> torch.Tensor:
+    """`track_attention_loss` on head 0 of layer 0 for each clip, read on the clip's first question row (the
+    visual tokens precede the question, so causal attention among them is the same on every row)."""
+    is_visual = batch["mm_token_type_ids"] > 0
+    terms = []
+    for index, visual in enumerate(plan.visuals):
+        if visual.modality != "video":
+            continue
+        row = plan.visual_of.index(index)
+        positions = is_visual[row].nonzero().squeeze(1)
+        queries, mask = earlier_cells(visual.targets)
+        if len(queries):
+            weights = layer0[row, 0][positions][:, positions]
+            terms.append(track_attention_loss(weights, queries, mask))
+    return torch.stack(terms).mean() if terms else layer0.new_zeros((), dtype=torch.float32)
 
 
 def relevant_cells(question, targets: list[dict]) -> list[torch.Tensor]:

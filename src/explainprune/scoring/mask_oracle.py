@@ -1,7 +1,8 @@
 """`mask-oracle`: an upper bound that needs labels. Keeps the tokens covering the objects the
 question is about first (then other objects, then background), from the synthetic generator's masks;
 in a clip, those objects in the frames the question is about them (a temporal patch scores the
-highest of its frames).
+highest of its frames). Equal scores (the background above all) are taken in a coarse-to-fine spread
+over the grid (`spread_ranks`), so leftover budget covers the whole scene rather than one corner.
 
 Not a method: it reads the answer's location from the data. The evaluation harness builds it per
 batch with `MaskOracle.for_samples(samples)`; each sample must have one image or one clip (one grid).
@@ -17,6 +18,7 @@ from ..data.sample import Sample
 from ..data.synthetic import question_relevance
 from ..data.synthetic_video import clip_question_relevance
 from ..errors import ExplainPruneError
+from ..selection import Choice
 from .base import Scorer, register
 
 
@@ -24,6 +26,19 @@ def cell_means(pixel_map: np.ndarray, height: int, width: int) -> torch.Tensor:
     """(height * width,) raster means of an (H, W) map over a height x width grid of cells."""
     pixels = torch.as_tensor(pixel_map, dtype=torch.float32)[None, None]
     return F.adaptive_avg_pool2d(pixels, (height, width)).flatten()
+
+
+def spread_ranks(grid: tuple[int, int, int]) -> torch.Tensor:
+    """(t * h * w,) raster-order ranks of a coarse-to-fine spread over a (t, h, w) grid: cells on the even
+    lattice of every axis first, then those of each finer level (the bits of each coordinate read from the
+    lowest up, interleaved across the axes)."""
+    bits = max(size - 1 for size in grid).bit_length()
+    coordinates = torch.stack(torch.meshgrid(*[torch.arange(size) for size in grid], indexing="ij")).flatten(1)
+    key = torch.zeros(coordinates.shape[1], dtype=torch.long)
+    for bit in range(bits):  # the coordinates' lowest bits are the most significant bits of the key
+        for axis in (1, 2, 0):  # h, w, then t
+            key = key * 2 + ((coordinates[axis] >> bit) & 1)
+    return torch.argsort(torch.argsort(key, stable=True))
 
 
 @register
@@ -60,3 +75,10 @@ class MaskOracle(Scorer):
             cells = torch.stack([cell_means(frame, height, width) for frame in frames])
             scores.append([cells.view(steps, -1, height * width).amax(1).flatten()])
         return scores
+
+    def pick(self, scores, span, k):
+        """The top `k` by score; among equal scores, the earliest in `spread_ranks` of the span's grid."""
+        by_spread = torch.argsort(spread_ranks(span.grids[0]).to(scores.device))
+        order = by_spread[torch.argsort(scores.float()[by_spread], descending=True, stable=True)]
+        return Choice(order[:k])
+
