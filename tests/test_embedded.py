@@ -108,7 +108,6 @@ def test_earlier_cells_look_back_at_the_same_object_or_what_it_replaced():
 SMALL = TrainingConfig(
     vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
     synthetic_images=2, easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
-    track_weight=1.0,
 )  # fmt: skip
 
 

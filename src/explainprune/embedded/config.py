@@ -47,7 +47,7 @@ class TrainingConfig:
     attention_weight: float = field(default=0.5, metadata=_help("weight of the attention loss (0: off)"))
     attention_layers: tuple[int, ...] = field(default=(1, 2), metadata=_help("layers whose heads the attention loss supervises"))
     track_weight: float = field(
-        default=0.0,
+        default=1.0,
         metadata=_help("weight of the clips' layer-0 look-back loss: one head sends each object token to the same "
                        "object in earlier temporal patches (0: off)"),
     )  # fmt: skip

@@ -8,7 +8,9 @@ accuracy 0.97 after 800 steps, 8 minutes); then joint training with captions, th
 supervision that sends one head per named object to its tokens (spatial questions stayed at chance until
 their two objects had a head each). Video clips join the joint stage with the same losses: each temporal
 patch's tokens get the cell targets of its frames, and the attention loss points at the queried object in
-the frames the question is about.
+the frames the question is about. Because the vision tower sees each temporal patch alone, a layer-0 head is
+taught to look back (`earlier_cells`): each object token at the same object in earlier patches, or at what was
+there before it appeared; with it, clips of a fine-tuning probe reached 0.77 against 0.59 without.
 """
 
 from __future__ import annotations

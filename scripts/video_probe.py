@@ -1,0 +1,99 @@
+"""A quick probe of the embedded recipe's video losses: fine-tune the shipped (image-only) embedded model on
+clips, with a few scenes per step so it keeps its images, and print validation accuracy per question type.
+
+Not a way to make a shipped model (that is `explainprune embedded train`, from scratch): it answers, in
+minutes instead of hours, whether a change to the clip losses makes a question type learnable. The batches
+are the recipe's own (`plan_batch`, `plan_clips`, `_losses`); the processor is the recipe's with the shipped
+model's tokenizer (its byte-level BPE spells the video words it was never trained on).
+
+    python scripts/video_probe.py --track-weight 1 --steps 900 --out runs/probe-track.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLProcessor
+
+from explainprune.data import load_samples
+from explainprune.embedded import EMBEDDED_DIR
+from explainprune.embedded.auxiliary import CellHead
+from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips
+from explainprune.embedded.build import build_processor
+from explainprune.embedded.evaluate import evaluate_accuracy
+from explainprune.embedded.train import _losses
+from explainprune.tokenizer import QWEN_CHAT_TEMPLATE
+
+SCENE_OFFSET = 50_000  # train scenes beyond those the shipped model's run drew
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    built = build_processor()
+    processor = Qwen2VLProcessor(
+        image_processor=built.image_processor,
+        video_processor=built.video_processor,
+        tokenizer=AutoTokenizer.from_pretrained(EMBEDDED_DIR),
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(EMBEDDED_DIR, dtype=torch.float32)
+    model.set_attn_implementation({"text_config": "eager"})
+    head = CellHead(model.config.text_config.hidden_size)
+    parameters = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    pool = EasyVqaPool()
+    val_clips = load_samples("synthetic-video:split=val,seed=0,n=100,size=224,frames=8")
+    val_images = load_samples("synthetic:split=val,seed=0,n=60,size=224")
+    weights = {"answer": 1.0, "caption": 0.5, "cell": 1.0, "look": 0.5, "track": args.track_weight}
+    running: dict[str, float] = {}
+    started = time.time()
+    model.train()
+    with open(args.out, "w") as log:
+        for step in range(args.steps):
+            warmup = min(1.0, (step + 1) / 50)
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            plans = {
+                "": plan_batch(0, SCENE_OFFSET + step, 4, 1, 4, pool, False),
+                "video_": plan_clips(0, step, args.clips, 4),
+            }
+            loss = 0.0
+            for prefix, plan in plans.items():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    parts = _losses(model, head, encode_batch(processor, plan), plan, (1, 2), bool(args.track_weight))
+                loss = loss + sum(weights[name] * value for name, value in parts.items())
+                for name, value in parts.items():
+                    running[prefix + name] = 0.9 * running.get(prefix + name, value.item()) + 0.1 * value.item()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            if (step + 1) % args.eval_every == 0:
+                clips = evaluate_accuracy(model, processor, val_clips, progress=False)
+                images = evaluate_accuracy(model, processor, val_images, progress=False)
+                record = {
+                    "step": step + 1, "seconds": round(time.time() - started), "val_images": images["accuracy"],
+                    "val_clips": clips["accuracy"], "per_qtype": clips["per_qtype"],
+                    **{name: round(value, 3) for name, value in running.items()},
+                }  # fmt: skip
+                print(json.dumps(record), flush=True)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--track-weight", type=float, default=1.0, help="weight of the layer-0 look-back loss (0: off)")
+    cli.add_argument("--steps", type=int, default=900)
+    cli.add_argument("--clips", type=int, default=3, help="clips per step (4 questions each)")
+    cli.add_argument("--lr", type=float, default=1e-3)
+    cli.add_argument("--eval-every", type=int, default=150)
+    cli.add_argument("--threads", type=int, default=1)
+    cli.add_argument("--out", required=True, help="JSON-lines log of the validation rounds")
+    main(cli.parse_args())
