@@ -212,9 +212,6 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, bbox, fill) -> None:
         raise ValueError(f"unknown shape {shape!r}")
 
 
-OTHER_OBJECT_WEIGHT = 1e-3  # other objects rank after any pixel of the question's objects, before background
-
-
 def question_objects(sample: Sample) -> list[int]:
     """Indices into `sample.objects` of the objects the question is about: the named shape (colour and
     count questions), the named colour (shape questions), everything sharing the colour or the shape
@@ -232,9 +229,9 @@ def question_objects(sample: Sample) -> list[int]:
 
 
 def question_relevance(sample: Sample) -> np.ndarray:
-    """(H, W) pixel relevance for the oracle: 1 on the question's objects, OTHER_OBJECT_WEIGHT on the
-    other objects, 0 on the background."""
+    """(H, W) pixel relevance for the oracle: 1 on the question's objects, 0 elsewhere (ranking other
+    objects before the background cost the oracle up to 11 points at 448 px on validation scenes)."""
     if sample.mask is None or sample.objects is None:
         raise ValueError(f"sample {sample.id!r} has no object mask: only synthetic samples carry one")
     relevant = np.isin(sample.mask, question_objects(sample))
-    return np.where(relevant, 1.0, np.where(sample.mask >= 0, OTHER_OBJECT_WEIGHT, 0.0)).astype(np.float32)
+    return relevant.astype(np.float32)

@@ -15,7 +15,6 @@ from explainprune.data.sample import Sample
 from explainprune.data.synthetic import (
     COLOURS,
     OBJECT_SCALE,
-    OTHER_OBJECT_WEIGHT,
     SHAPES,
     SPLIT_STREAMS,
     background,
@@ -116,11 +115,10 @@ def video_focus(qtype: str, question: str, objects: list[dict]) -> list[list[tup
 
 def clip_question_relevance(sample: Sample) -> np.ndarray:
     """(frames, H, W) pixel relevance for the oracle: 1 on the objects the question is about in the
-    frames it is about them (`video_focus`), OTHER_OBJECT_WEIGHT on every other object pixel, 0 on the
-    background."""
+    frames it is about them (`video_focus`), 0 elsewhere."""
     if sample.mask is None or sample.objects is None or sample.video is None:
         raise ValueError(f"sample {sample.id!r} has no per-frame object mask: only synthetic clips carry one")
-    relevance = np.where(sample.mask >= 0, OTHER_OBJECT_WEIGHT, 0.0).astype(np.float32)
+    relevance = np.zeros(sample.mask.shape, dtype=np.float32)
     for head in video_focus(sample.qtype, sample.question, sample.objects):
         for frame, index in head:
             relevance[frame][sample.mask[frame] == index] = 1.0

@@ -1,8 +1,8 @@
 """`mask-oracle`: an upper bound that needs labels. Keeps the tokens covering the objects the
-question is about first (then other objects, then background), from the synthetic generator's masks;
+question is about first, from the synthetic generator's masks;
 in a clip, those objects in the frames the question is about them (a temporal patch scores the
-highest of its frames). Equal scores (the background above all) are taken in a coarse-to-fine spread
-over the grid (`spread_ranks`), so leftover budget covers the whole scene rather than one corner.
+highest of its frames). The rest of the budget goes in a coarse-to-fine spread over the grid
+(`spread_ranks`), so it covers the whole scene rather than one corner or the other objects.
 
 Not a method: it reads the answer's location from the data. The evaluation harness builds it per
 batch with `MaskOracle.for_samples(samples)`; each sample must have one image or one clip (one grid).
