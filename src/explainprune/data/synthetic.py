@@ -229,8 +229,8 @@ def question_objects(sample: Sample) -> list[int]:
 
 
 def question_relevance(sample: Sample) -> np.ndarray:
-    """(H, W) pixel relevance for the oracle: 1 on the question's objects, 0 elsewhere (ranking other
-    objects before the background cost the oracle up to 11 points at 448 px on validation scenes)."""
+    """(H, W) pixel relevance for the oracle: 1 on the question's objects, 0 elsewhere (other objects are
+    not ranked before the background: that cost the oracle most at 448 px, docs/eval/peers.md)."""
     if sample.mask is None or sample.objects is None:
         raise ValueError(f"sample {sample.id!r} has no object mask: only synthetic samples carry one")
     relevant = np.isin(sample.mask, question_objects(sample))
