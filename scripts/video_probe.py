@@ -3,7 +3,7 @@ clips, with a few scenes per step so it keeps its images, and print validation a
 
 Not a way to make a shipped model (that is `explainprune embedded train`, from scratch): it answers, in
 minutes instead of hours, whether a change to the clip losses makes a question type learnable. The batches
-are the recipe's own (`plan_batch`, `plan_clips`, `_losses`); the processor is the recipe's with the shipped
+are the recipe's own (`plan_batch`, `plan_clips`, `joint_loss`); the processor is the recipe's with the shipped
 model's tokenizer (its byte-level BPE spells the video words it was never trained on).
 
     python scripts/video_probe.py --track-weight 1 --steps 900 --out runs/probe-track.jsonl
@@ -22,10 +22,10 @@ from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLProc
 from explainprune.data import load_samples
 from explainprune.embedded import EMBEDDED_DIR
 from explainprune.embedded.auxiliary import CellHead
-from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips
+from explainprune.embedded.batches import EasyVqaPool, plan_batch, plan_clips
 from explainprune.embedded.build import build_processor
 from explainprune.embedded.evaluate import evaluate_accuracy
-from explainprune.embedded.train import _losses
+from explainprune.embedded.train import joint_loss
 from explainprune.tokenizer import QWEN_CHAT_TEMPLATE
 
 SCENE_OFFSET = 50_000  # train scenes beyond those the shipped model's run drew
@@ -63,13 +63,9 @@ def main(args: argparse.Namespace) -> None:
                 "": plan_batch(0, SCENE_OFFSET + step, 4, 1, 4, pool, False),
                 "video_": plan_clips(0, step, args.clips, 4),
             }
-            loss = 0.0
-            for prefix, plan in plans.items():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    parts = _losses(model, head, encode_batch(processor, plan), plan, (1, 2), bool(args.track_weight))
-                loss = loss + sum(weights[name] * value for name, value in parts.items())
-                for name, value in parts.items():
-                    running[prefix + name] = 0.9 * running.get(prefix + name, value.item()) + 0.1 * value.item()
+            loss, metrics = joint_loss(model, head, processor, plans, weights, (1, 2))
+            for name, value in metrics.items():
+                running[name] = 0.9 * running.get(name, value) + 0.1 * value
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)

@@ -139,20 +139,11 @@ def earlier_cells(targets: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor,
     patches, cells = objects.shape
     flat = objects.flatten()
     patch_of = torch.arange(patches).repeat_interleave(cells)
-    queries, rows = [], []
-    for token in range(cells, patches * cells):
-        index, patch = int(flat[token]), int(patch_of[token])
-        if index < 0:
-            continue
-        row = (flat == index) & (patch_of < patch)
-        if not row.any():
-            row = torch.zeros_like(row)
-            row[token - cells] = True
-        queries.append(token)
-        rows.append(row)
-    if not queries:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, patches * cells, dtype=torch.bool)
-    return torch.tensor(queries), torch.stack(rows)
+    queries = ((flat >= 0) & (patch_of > 0)).nonzero().squeeze(1)
+    mask = (flat[queries, None] == flat[None, :]) & (patch_of[None, :] < patch_of[queries, None])
+    first_shown = ~mask.any(1)
+    mask[first_shown, queries[first_shown] - cells] = True
+    return queries, mask
 
 
 def track_attention_loss(weights: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -163,4 +154,3 @@ def track_attention_loss(weights: torch.Tensor, queries: torch.Tensor, mask: tor
     cannot."""
     mass = (weights[queries].float() * mask).sum(-1)
     return -torch.log(mass + 1e-6).mean()
-

@@ -122,12 +122,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             )}  # fmt: skip
             if with_video:
                 plans["video_"] = plan_clips(config.seed, joint_step, config.clips, config.questions_per_clip)
-            loss, metrics = 0.0, {}
-            for prefix, plan in plans.items():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers, bool(config.track_weight))
-                loss = loss + sum(weights[name] * value for name, value in parts.items())
-                metrics |= {prefix + name: value.item() for name, value in parts.items()}
+            loss, metrics = joint_loss(model, head, processor, plans, weights, attention_layers)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
@@ -258,6 +253,18 @@ def joint_forward(model, batch: dict, plan, output_attentions: bool = False):
         output_attentions=output_attentions,
     )
     return output, per_visual
+
+
+def joint_loss(model, head: CellHead, processor, plans: dict, weights: dict, attention_layers: tuple[int, ...]):
+    """(weighted loss, {prefix + part: value}) of one joint step over its plans (images under "", clips under
+    "video_"), each batch in bf16 autocast; the look-back loss runs when `weights["track"]` is not 0."""
+    loss, metrics = 0.0, {}
+    for prefix, plan in plans.items():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers, bool(weights["track"]))
+        loss = loss + sum(weights[name] * value for name, value in parts.items())
+        metrics |= {prefix + name: value.item() for name, value in parts.items()}
+    return loss, metrics
 
 
 def _losses(

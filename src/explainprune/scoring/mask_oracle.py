@@ -2,7 +2,7 @@
 question is about first, from the synthetic generator's masks;
 in a clip, those objects in the frames the question is about them (a temporal patch scores the
 highest of its frames). The rest of the budget goes in a coarse-to-fine spread over the grid
-(`spread_ranks`), so it covers the whole scene rather than one corner or the other objects.
+(`spread_order`), so it covers the whole scene rather than one corner or the other objects.
 
 Not a method: it reads the answer's location from the data. The evaluation harness builds it per
 batch with `MaskOracle.for_samples(samples)`; each sample must have one image or one clip (one grid).
@@ -28,17 +28,17 @@ def cell_means(pixel_map: np.ndarray, height: int, width: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(pixels, (height, width)).flatten()
 
 
-def spread_ranks(grid: tuple[int, int, int]) -> torch.Tensor:
-    """(t * h * w,) raster-order ranks of a coarse-to-fine spread over a (t, h, w) grid: cells on the even
-    lattice of every axis first, then those of each finer level (the bits of each coordinate read from the
-    lowest up, interleaved across the axes)."""
+def spread_order(grid: tuple[int, int, int]) -> torch.Tensor:
+    """The raster indices of a (t, h, w) grid in a coarse-to-fine spread: cells on the even lattice of
+    every axis first, then those of each finer level (the bits of each coordinate read from the lowest up,
+    interleaved across the axes)."""
     bits = max(size - 1 for size in grid).bit_length()
     coordinates = torch.stack(torch.meshgrid(*[torch.arange(size) for size in grid], indexing="ij")).flatten(1)
     key = torch.zeros(coordinates.shape[1], dtype=torch.long)
     for bit in range(bits):  # the coordinates' lowest bits are the most significant bits of the key
         for axis in (1, 2, 0):  # h, w, then t
             key = key * 2 + ((coordinates[axis] >> bit) & 1)
-    return torch.argsort(torch.argsort(key, stable=True))
+    return torch.argsort(key, stable=True)
 
 
 @register
@@ -77,8 +77,7 @@ class MaskOracle(Scorer):
         return scores
 
     def pick(self, scores, span, k):
-        """The top `k` by score; among equal scores, the earliest in `spread_ranks` of the span's grid."""
-        by_spread = torch.argsort(spread_ranks(span.grids[0]).to(scores.device))
+        """The top `k` by score; among equal scores, the earliest in `spread_order` of the span's grid."""
+        by_spread = spread_order(span.grids[0]).to(scores.device)
         order = by_spread[torch.argsort(scores.float()[by_spread], descending=True, stable=True)]
         return Choice(order[:k])
-
