@@ -94,7 +94,11 @@ def test_every_model_command_runs_on_cpu_in_bf16(tiny_dirs, tmp_path, capsys, mo
                  "--keep-incorrect", "--max-new-tokens", "2", *bf16]) == 0  # fmt: skip
     assert [(m.dtype, m.device.type) for m, _ in loaded] == [(torch.bfloat16, "cpu")] * 2
     assert main(["train", "--data", str(tmp_path / "pairs"), "--out", str(tmp_path / "predictor"), "--epochs", "1", "--val-fraction", "0.3", *bf16]) == 0
-    assert json.loads((tmp_path / "predictor" / "metrics.json").read_text())["best_epoch"] == 1
+    metrics = json.loads((tmp_path / "predictor" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1
+    collected = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
+    assert metrics["targets"]["data"] == "synthetic:split=train,n=12,size=112"
+    assert metrics["targets"]["explainer_options"] == collected["explainer_options"] and metrics["targets"]["records"] == collected["records"]
     bench = tmp_path / "bench.json"
     assert main(["bench", "--arch", "tiny-qwen2-vl", "--visual-tokens", "30", "--keep", "0.5", "--scorers", "layer0", "--repeats", "1",
                  "--warmup", "0", "--decode-tokens", "1", "--json", str(bench), *bf16]) == 0  # fmt: skip

@@ -51,7 +51,7 @@ class TrainingConfig:
         metadata=_help("weight of the clips' layer-0 look-back loss: one head sends each object token to the same "
                        "object in earlier temporal patches (0: off)"),
     )  # fmt: skip
-    eval_every: int = field(default=200, metadata=_help("steps between validation, log lines and checkpoints", positive_int))
+    eval_every: int = field(default=400, metadata=_help("steps between validation, log lines and checkpoints", positive_int))
     val_n: int = field(default=120, metadata=_help("validation scenes", positive_int))
     val_clips: int = field(default=100, metadata=_help("validation clips", positive_int))
     test_n: int = field(default=500, metadata=_help("synthetic test questions per resolution in the final report", positive_int))

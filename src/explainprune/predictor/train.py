@@ -24,6 +24,8 @@ from .shards import Record, load_records
 
 METRICS_NAME = "metrics.json"
 TRAINING_CONFIG_NAME = "training-config.json"
+# What metrics.json copies from the data's manifest: how the targets were made.
+TARGET_PROVENANCE = ("model", "data", "limit", "explainer", "explainer_options", "fingerprint", "modality", "records", "dropped")
 
 
 def is_validation_id(record_id: str, val_fraction: float) -> bool:
@@ -96,7 +98,8 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
     in float32; with `config.dtype` bf16 or fp16 the forward passes run under autocast in that precision.
 
     Returns (and writes to out_dir/metrics.json) the best epoch's validation metrics, the uniform
-    predictor's metrics on the same records, and the per-epoch history. A run whose loss turns NaN or
+    predictor's metrics on the same records, the per-epoch history and how the targets were collected
+    (from the data's manifest). A run whose loss turns NaN or
     infinite is stopped with an error (its weights would rank tokens arbitrarily).
     """
     out_dir = output_directory(out_dir)
@@ -124,6 +127,7 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
         "arch": config.arch,
         "inputs": model.config["inputs"],
         "data_dir": str(config.data),
+        "targets": {key: manifest.get(key) for key in TARGET_PROVENANCE},
         "train_records": len(train_records),
         "val_records": len(val_records),
         "uniform": uniform,
