@@ -19,7 +19,7 @@ from explainprune.embedded.auxiliary import CellHead
 from explainprune.embedded.batches import EasyVqaPool, plan_batch, plan_clips, plan_vision_batch
 from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.config import TrainingConfig
-from explainprune.embedded.train import _vision_losses, joint_loss
+from explainprune.embedded.train import _vision_losses, joint_loss, loss_weights
 
 
 def timed(function):
@@ -38,8 +38,7 @@ def measure(processor, threads: int, steps: int, warmup: int) -> dict[str, float
     model.train()
     head = CellHead(model.config.text_config.hidden_size)
     pool = EasyVqaPool()
-    weights = {"answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight,
-               "look": config.attention_weight, "track": config.track_weight}  # fmt: skip
+    weights = loss_weights(config)
     totals: dict[str, float] = {}
     for step in range(warmup + steps):
         joint_step = config.video_start + step

@@ -99,10 +99,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     total = config.vision_steps + config.steps
     warmup_steps = int(config.warmup_fraction * config.steps)
     attention_layers = config.attention_layers if config.attention_weight else ()
-    weights = {
-        "answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight,
-        "track": config.track_weight,
-    }  # fmt: skip
+    weights = loss_weights(config)
     running: dict[str, float] = {}
     progress = tqdm(range(start_step, total), initial=start_step, total=total, desc="training")
     for step in progress:
@@ -164,6 +161,14 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     save_model(model, processor, out_dir, report)
     checkpoint_path.unlink()
     return report
+
+
+def loss_weights(config: TrainingConfig) -> dict[str, float]:
+    """The weight of each joint-stage loss part, as `joint_loss` takes them."""
+    return {
+        "answer": 1.0, "caption": config.caption_weight, "cell": config.aux_weight, "look": config.attention_weight,
+        "track": config.track_weight,
+    }  # fmt: skip
 
 
 def command_line(config: TrainingConfig) -> str:

@@ -99,8 +99,8 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
 
     Returns (and writes to out_dir/metrics.json) the best epoch's validation metrics, the uniform
     predictor's metrics on the same records, the per-epoch history and how the targets were collected
-    (from the data's manifest). A run whose loss turns NaN or
-    infinite is stopped with an error (its weights would rank tokens arbitrarily).
+    (from the data's manifest). A run whose loss turns NaN or infinite is stopped with an error (its
+    weights would rank tokens arbitrarily).
     """
     out_dir = output_directory(out_dir)
     manifest, records = load_records(config.data)
