@@ -41,15 +41,19 @@ def measure(processor, threads: int, steps: int, warmup: int) -> dict[str, float
     weights = loss_weights(config)
     totals: dict[str, float] = {}
     for step in range(warmup + steps):
-        joint_step = config.video_start + step
+        joint_step = config.first_cycle + step
         vision_plan, draw_vision = timed(lambda: plan_vision_batch(config.seed, step, config.vision_images))
         image_plan, draw_images = timed(lambda: plan_batch(
             config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image, pool, False))
+        scenes_plan, draw_scenes = timed(lambda: plan_batch(
+            config.seed, joint_step, config.video_images, config.video_easy_images, config.questions_per_image, pool, False))
         clip_plan, draw_clips = timed(lambda: plan_clips(config.seed, joint_step, config.clips, config.questions_per_clip))
-        parts = {"draw: vision batch": draw_vision, "draw: image batch": draw_images, "draw: clips": draw_clips}
+        parts = {"draw: vision batch": draw_vision, "draw: image batch": draw_images, "draw: clips": draw_clips,
+                 "draw: video-stage scenes": draw_scenes}
         for name, run in (
             ("vision stage batch", lambda: _vision_losses(model, head, processor, vision_plan)[0]),
-            ("image batch", lambda: joint_loss(model, head, processor, {"": image_plan}, weights, config.attention_layers)[0]),
+            ("image-stage batch", lambda: joint_loss(model, head, processor, {"": image_plan}, weights, config.attention_layers)[0]),
+            ("video-stage scenes", lambda: joint_loss(model, head, processor, {"": scenes_plan}, weights, config.attention_layers)[0]),
             ("clip batch", lambda: joint_loss(model, head, processor, {"video_": clip_plan}, weights, config.attention_layers)[0]),
         ):
             loss, forward = timed(run)

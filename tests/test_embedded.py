@@ -17,10 +17,10 @@ from explainprune.embedded.conversations import relevant_objects
 from explainprune.cli import main as cli_main
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data.synthetic_video import frame_objects
-from explainprune.embedded.batches import BatchPlan, Visual, encode_batch, plan_clips
+from explainprune.embedded.batches import BatchPlan, EasyVqaPool, Visual, encode_batch, plan_clips
 from explainprune.embedded.config import TrainingConfig
 from explainprune.commands.embedded_train import add_arguments
-from explainprune.embedded.train import command_line, joint_forward, relevant_cells, train_embedded
+from explainprune.embedded.train import command_line, joint_forward, relevant_cells, stage_of, stage_plans, train_embedded
 from explainprune.errors import ExplainPruneError
 
 
@@ -106,8 +106,8 @@ def test_earlier_cells_look_back_at_the_same_object_or_what_it_replaced():
 
 
 SMALL = TrainingConfig(
-    vision_steps=2, vision_images=2, steps=4, first_cycle=2, video_start=2, clips=1, questions_per_clip=2,
-    synthetic_images=2, easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
+    vision_steps=2, vision_images=2, steps=2, first_cycle=0, video_steps=2, clips=1, questions_per_clip=2,
+    synthetic_images=2, easy_images=1, video_images=1, video_easy_images=1, eval_every=100, val_n=2, val_clips=2, test_n=2, test_clips=2, easy_test_n=2,
 )  # fmt: skip
 
 
@@ -120,8 +120,9 @@ def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
     assert saved["command"].startswith("explainprune embedded train --out DIR --seed 0 --vision-steps 2")
     assert str(tmp_path) not in (tmp_path / "training.json").read_text()  # no machine paths
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in log] == [2, 6] and "cell_shape_acc" in log[0]
-    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "video_track", "val", "val_video"} <= set(log[1])
+    assert [record["step"] for record in log] == [2, 4, 6] and "cell_shape_acc" in log[0]
+    assert "val" in log[1] and "val_video" not in log[1] and "video_answer" not in log[1]  # the image stage
+    assert {"answer", "cell", "look", "video_answer", "video_cell", "video_look", "video_track", "val", "val_video"} <= set(log[2])
     assert {"synthetic_test_112", "synthetic_test_448", "synthetic_video_test", "easy_vqa_test"} <= set(report["accuracy"])
     model = AutoModelForImageTextToText.from_pretrained(tmp_path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(tmp_path)
@@ -130,6 +131,22 @@ def test_training_run_saves_a_loadable_model_with_its_report(tmp_path):
     assert not (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(ExplainPruneError, match="already holds a trained model"):
         train_embedded(tmp_path, SMALL)
+
+
+def test_stages_follow_each_other_and_never_repeat_a_scene():
+    config = dataclasses.replace(SMALL, vision_steps=2, steps=3, video_steps=2, synthetic_images=3, video_images=2)
+    assert [stage_of(step, config) for step in range(7)] == [
+        ("vision", 0), ("vision", 1), ("image", 0), ("image", 1), ("image", 2), ("video", 0), ("video", 1)
+    ]  # fmt: skip
+    pool = EasyVqaPool()
+    scenes = {stage: [] for stage in ("image", "video")}
+    for stage, steps in (("image", config.steps), ("video", config.video_steps)):
+        for step in range(steps):
+            _, plans = stage_plans(config, stage, step, pool)
+            assert set(plans) == ({"", "video_"} if stage == "video" else {""})
+            scenes[stage] += [q.id for q in plans[""].questions if q.id.startswith("synthetic")]
+    assert len(set(scenes["image"])) == 9 and len(set(scenes["video"])) == 4
+    assert not set(scenes["image"]) & set(scenes["video"])
 
 
 def test_a_run_resumes_only_with_its_own_settings(tmp_path):
@@ -198,7 +215,7 @@ def test_video_questions_point_at_their_frames():
 @pytest.mark.slow
 def test_the_same_seed_trains_the_same_weights(tmp_path):
     """Everything follows from the seed: two runs of one config end with equal weights, another seed not."""
-    config = dataclasses.replace(SMALL, vision_steps=1, steps=2, first_cycle=0, video_start=1)
+    config = dataclasses.replace(SMALL, vision_steps=1, steps=1, video_steps=1)
     weights = {}
     for name, seed in (("first", 0), ("again", 0), ("other", 1)):
         train_embedded(tmp_path / name, dataclasses.replace(config, seed=seed), threads=1)
@@ -210,7 +227,7 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [({"steps": -1}, "--steps must be an integer >= 0, got -1"), ({"lr": float("inf")}, "--lr must be a finite number > 0"),
-     ({"val_n": 0}, "--val-n must be an integer >= 1"), ({"clips": 1.5}, "--clips must be an integer >= 0"),
+     ({"val_n": 0}, "--val-n must be an integer >= 1"), ({"clips": 0}, "--clips must be an integer >= 1"),
      ({"attention_layers": (-1,)}, "--attention-layers must be comma-separated values, each an integer >= 0"),
      ({"attention_layers": ()}, "--attention-layers must be"), ({"seed": True}, "--seed must be"),
      ({"warmup_fraction": 1.5}, "--warmup-fraction must be at most 1")],

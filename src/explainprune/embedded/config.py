@@ -20,27 +20,35 @@ def _help(text: str, kind=None) -> dict:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Stages: the vision tower alone on dense cell targets (`vision_steps`); then the whole model on
-    image questions, captions, cell and attention losses (`steps`), with video clips mixed in from
-    joint step `video_start` on."""
+    """Stages: the vision tower alone on dense cell targets (`vision_steps`); the whole model on image
+    questions, captions, cell and attention losses (`steps`, the image stage); then the whole model on
+    video clips with a few scenes per step (`video_steps`, the video stage, its own learning-rate cycle)."""
 
     seed: int = field(default=0, metadata=_help("seed of the weights and of every training batch"))
     vision_steps: int = field(default=800, metadata=_help("steps of the vision-only stage"))
     vision_images: int = field(default=16, metadata=_help("scenes per vision-stage step", positive_int))
     vision_lr: float = field(default=3e-3, metadata=_help("peak learning rate of the vision stage", positive_float))
-    steps: int = field(default=6000, metadata=_help("steps of the joint stage"))
-    lr: float = field(default=1.5e-3, metadata=_help("peak learning rate of the joint stage", positive_float))
+    steps: int = field(default=6000, metadata=_help("steps of the image stage"))
+    lr: float = field(default=1.5e-3, metadata=_help("peak learning rate of the image stage", positive_float))
     first_cycle: int = field(
         default=1500,
-        metadata=_help("the joint stage's learning rate runs a first warm-up + cosine cycle of this many steps, "
+        metadata=_help("the image stage's learning rate runs a first warm-up + cosine cycle of this many steps, "
                        "then a second cycle over the rest (0: one cycle)"),
     )  # fmt: skip
-    warmup_fraction: float = field(default=0.05, metadata=_help("share of the joint stage on 1-3 objects and small sizes"))
-    synthetic_images: int = field(default=8, metadata=_help("synthetic scenes per joint step", positive_int))
-    easy_images: int = field(default=2, metadata=_help("easy-vqa images per joint step"))
+    warmup_fraction: float = field(default=0.05, metadata=_help("share of the image stage on 1-3 objects and small sizes"))
+    synthetic_images: int = field(default=8, metadata=_help("synthetic scenes per image-stage step", positive_int))
+    easy_images: int = field(default=2, metadata=_help("easy-vqa images per image-stage step"))
     questions_per_image: int = field(default=4, metadata=_help("questions per synthetic scene (plus a caption)", positive_int))
-    video_start: int = field(default=1500, metadata=_help("joint step from which video clips are mixed in"))
-    clips: int = field(default=2, metadata=_help("video clips per joint step once video has started (0: images only)"))
+    video_steps: int = field(
+        default=2400,
+        metadata=_help("steps of the video stage, after the image stage, with its own warm-up + cosine (0: images only)"),
+    )  # fmt: skip
+    video_lr: float = field(default=1e-3, metadata=_help("peak learning rate of the video stage", positive_float))
+    clips: int = field(default=3, metadata=_help("video clips per video-stage step", positive_int))
+    video_images: int = field(
+        default=4, metadata=_help("synthetic scenes per video-stage step (they keep the image skills)", positive_int)
+    )
+    video_easy_images: int = field(default=1, metadata=_help("easy-vqa images per video-stage step"))
     questions_per_clip: int = field(default=4, metadata=_help("questions per video clip", positive_int))
     aux_weight: float = field(default=1.0, metadata=_help("weight of the dense cell loss"))
     caption_weight: float = field(default=0.5, metadata=_help("weight of the caption loss"))

@@ -6,9 +6,11 @@ What made it learn to look (measured; answer-only training sits at the answer pr
 stage on dense per-cell targets plus each object's shape read from the mean of its cells (per-cell shape
 accuracy 0.97 after 800 steps, 8 minutes); then joint training with captions, the cell loss and attention
 supervision that sends one head per named object to its tokens (spatial questions stayed at chance until
-their two objects had a head each). Video clips join the joint stage with the same losses: each temporal
+their two objects had a head each). Video clips get the same losses: each temporal
 patch's tokens get the cell targets of its frames, and the attention loss points at the queried object in
-the frames the question is about. Because the vision tower sees each temporal patch alone, a layer-0 head is
+the frames the question is about. Clips come in a stage of their own after the image stage (a few scenes per
+step keep the image skills): from scratch, mixed into the image stage, they learned slowly and cost image
+accuracy (docs/video.md). Because the vision tower sees each temporal patch alone, a layer-0 head is
 taught to look back (`earlier_cells`): each object token at the same object in earlier patches, or at what was
 there before it appeared; with it, clips of a fine-tuning probe reached 0.77 against 0.59 without.
 """
@@ -51,7 +53,7 @@ EVAL_SEED = 0  # held-out data is the same for every training seed: its splits n
 def val_specs(config: TrainingConfig) -> dict[str, str]:
     """Validation data: scenes and clips of the val split."""
     specs = {"val": f"synthetic:split=val,seed={EVAL_SEED},n={config.val_n},size=224"}
-    if config.clips:
+    if config.video_steps:
         specs["val_video"] = f"synthetic-video:split=val,seed={EVAL_SEED},n={config.val_clips},{VIDEO_EVAL}"
     return specs
 
@@ -96,29 +98,20 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     easy_pool = EasyVqaPool()
     validation = {name: load_samples(spec) for name, spec in val_specs(config).items()}
     model.train()
-    total = config.vision_steps + config.steps
-    warmup_steps = int(config.warmup_fraction * config.steps)
+    total = config.vision_steps + config.steps + config.video_steps
     attention_layers = config.attention_layers if config.attention_weight else ()
     weights = loss_weights(config)
     running: dict[str, float] = {}
     progress = tqdm(range(start_step, total), initial=start_step, total=total, desc="training")
     for step in progress:
-        if step < config.vision_steps:
-            progress.set_description("vision stage")
-            _set_lrs(optimizer, [config.vision_lr * lr_factor(step, config.vision_steps), 0.0])
-            loss, metrics = _vision_losses(model, head, processor, plan_vision_batch(config.seed, step, config.vision_images))
+        stage, stage_step = stage_of(step, config)
+        progress.set_description(f"{stage} stage")
+        if stage == "vision":
+            _set_lrs(optimizer, [config.vision_lr * lr_factor(stage_step, config.vision_steps), 0.0])
+            loss, metrics = _vision_losses(model, head, processor, plan_vision_batch(config.seed, stage_step, config.vision_images))
         else:
-            joint_step = step - config.vision_steps
-            with_video = config.clips > 0 and joint_step >= config.video_start
-            progress.set_description("joint stage" + (" + video" if with_video else ""))
-            factor = joint_lr_factor(joint_step, config.steps, config.first_cycle)
-            _set_lrs(optimizer, [config.lr * factor] * 2)
-            plans = {"": plan_batch(
-                config.seed, joint_step, config.synthetic_images, config.easy_images, config.questions_per_image,
-                easy_pool, joint_step < warmup_steps,
-            )}  # fmt: skip
-            if with_video:
-                plans["video_"] = plan_clips(config.seed, joint_step, config.clips, config.questions_per_clip)
+            lr, plans = stage_plans(config, stage, stage_step, easy_pool)
+            _set_lrs(optimizer, [lr] * 2)
             loss, metrics = joint_loss(model, head, processor, plans, weights, attention_layers)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -128,11 +121,11 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
             running[name] = 0.95 * running.get(name, value) + 0.05 * value
         progress.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         done = step + 1
-        if done % config.eval_every == 0 or done in (config.vision_steps, total):
+        if done % config.eval_every == 0 or done in (config.vision_steps, config.vision_steps + config.steps, total):
             record = {"step": done, "elapsed": round(elapsed_before + time.time() - started), **running}
             if done > config.vision_steps:
                 for name, samples in validation.items():
-                    if name != "val_video" or done - config.vision_steps > config.video_start:
+                    if name != "val_video" or done > config.vision_steps + config.steps:
                         record[name] = evaluate_accuracy(model, processor, samples, progress=False)
             tqdm.write(json.dumps(record))
             with open(out_dir / LOG, "a") as log:
@@ -146,11 +139,8 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
         "command": command_line(config),
         "config": dataclasses.asdict(config),
         "data": {
-            "train": [
-                f"synthetic:split=train,seed={config.seed} (generated per step)",
-                f"synthetic-video:split=train,seed={config.seed} (generated per step)",
-                "easy-vqa:train",
-            ],
+            "train": [f"synthetic:split=train,seed={config.seed} (generated per step)", "easy-vqa:train"]
+            + ([f"synthetic-video:split=train,seed={config.seed} (generated per step)"] if config.video_steps else []),
             **val_specs(config),
         },
         "train_wall_seconds": round(train_seconds),
@@ -161,6 +151,34 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     save_model(model, processor, out_dir, report)
     checkpoint_path.unlink()
     return report
+
+
+def stage_of(step: int, config: TrainingConfig) -> tuple[str, int]:
+    """(stage, step within it) of a run's step: "vision", then "image", then "video"."""
+    if step < config.vision_steps:
+        return "vision", step
+    if step < config.vision_steps + config.steps:
+        return "image", step - config.vision_steps
+    return "video", step - config.vision_steps - config.steps
+
+
+def stage_plans(config: TrainingConfig, stage: str, stage_step: int, easy_pool: EasyVqaPool) -> tuple[float, dict]:
+    """(learning rate, {loss prefix: batch plan}) of an image- or video-stage step. The video stage's scenes
+    come after the image stage's, so no scene is drawn twice."""
+    if stage == "image":
+        warmup = stage_step < int(config.warmup_fraction * config.steps)
+        plan = plan_batch(
+            config.seed, stage_step, config.synthetic_images, config.easy_images, config.questions_per_image, easy_pool, warmup
+        )  # fmt: skip
+        return config.lr * joint_lr_factor(stage_step, config.steps, config.first_cycle), {"": plan}
+    scene_step = -(-config.steps * config.synthetic_images // config.video_images) + stage_step
+    plans = {
+        "": plan_batch(
+            config.seed, scene_step, config.video_images, config.video_easy_images, config.questions_per_image, easy_pool, False
+        ),
+        "video_": plan_clips(config.seed, stage_step, config.clips, config.questions_per_clip),
+    }  # fmt: skip
+    return config.video_lr * lr_factor(stage_step, config.video_steps), plans
 
 
 def loss_weights(config: TrainingConfig) -> dict[str, float]:
@@ -351,7 +369,7 @@ def report_accuracies(model, processor, config: TrainingConfig) -> dict:
     """Held-out test accuracy (the same data for every seed): synthetic scenes per resolution, synthetic
     clips, and easy-vqa."""
     specs = {f"synthetic_test_{size}": f"synthetic:split=test,seed={EVAL_SEED},n={config.test_n},size={size}" for size in REPORT_SIZES}
-    if config.clips:
+    if config.video_steps:
         specs["synthetic_video_test"] = f"synthetic-video:split=test,seed={EVAL_SEED},n={config.test_clips},{VIDEO_EVAL}"
     specs["easy_vqa_test"] = "easy-vqa:test" + (f",n={config.easy_test_n}" if config.easy_test_n else "")
     accuracies = {}
