@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # Re-installs only when the package's metadata or the pinned versions change.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-slow ci demo figures figures-images vllm test-vllm
+.PHONY: install test test-slow ci demo figures figures-images ship-model predictors vllm test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -57,6 +57,32 @@ $(VIDEO_PREDICTOR):
 docs/eval/%.json: $(SHIPPED) | install
 	$(BIN)/explainprune eval --model embedded --data "$(DATA)" --keep 1,0.5,0.25,0.1 --scorers $(SCORERS) \
 	  --reference learned,learned-mmr,learned-coverage --json $@ --plot $(@:.json=.png) --markdown $(@:.json=.md) > $(@:.json=.txt)
+
+# Shipping a new embedded model (docs/video.md): `make ship-model RUN=DIR` copies a finished
+# `explainprune embedded train --out DIR` run into the package; `make predictors` then remakes both
+# shipped predictors from it: GAE targets (the default variant) on training scenes of every resolution
+# and on training clips, a grid predictor per modality (each `train` writes its settings and how its
+# targets were collected next to it), then `make figures`. Collects resume when interrupted.
+MODEL_FILES := config.json generation_config.json model.safetensors chat_template.jinja processor_config.json \
+  tokenizer.json tokenizer_config.json training.json training-config.json log.jsonl
+PREDICTOR_RUNS := runs/predictors
+IMAGE_TARGETS := synthetic:split=train,seed=0,n=8000,size=112|168|224|336|448,max_objects=6
+VIDEO_TARGETS := synthetic-video:split=train,seed=0,n=4000,size=112|168|224,frames=4|8
+
+ship-model:
+	@test -f "$(RUN)/training.json" || { echo "give RUN=DIR, a finished 'explainprune embedded train --out DIR' run (it has training.json)" >&2; exit 1; }
+	for f in $(MODEL_FILES); do cp "$(RUN)/$$f" $(EMBEDDED)/model/ || exit 1; done
+
+predictors: install
+	$(BIN)/explainprune collect --model embedded --data '$(IMAGE_TARGETS)' --out $(PREDICTOR_RUNS)/image-targets --batch-size 16
+	rm -rf $(PREDICTOR_RUNS)/image
+	$(BIN)/explainprune train --data $(PREDICTOR_RUNS)/image-targets --arch grid --epochs 12 --out $(PREDICTOR_RUNS)/image
+	$(BIN)/explainprune collect --model embedded --data '$(VIDEO_TARGETS)' --out $(PREDICTOR_RUNS)/video-targets --batch-size 8
+	rm -rf $(PREDICTOR_RUNS)/video
+	$(BIN)/explainprune train --data $(PREDICTOR_RUNS)/video-targets --arch grid --epochs 12 --out $(PREDICTOR_RUNS)/video
+	rm -rf $(EMBEDDED)/predictor $(EMBEDDED)/predictor-video
+	cp -r $(PREDICTOR_RUNS)/image $(EMBEDDED)/predictor
+	cp -r $(PREDICTOR_RUNS)/video $(EMBEDDED)/predictor-video
 
 # Retention per question type (docs/eval/by-type.md reads them).
 BY_TYPE_SCORERS := learned,learned-mmr,learned-coverage,gae,layer0,divprune,scope,vispruner,uniform,random,mask-oracle
