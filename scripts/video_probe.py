@@ -1,5 +1,6 @@
-"""A quick probe of the embedded recipe's video losses: fine-tune the shipped (image-only) embedded model on
-clips, with a few scenes per step so it keeps its images, and print validation accuracy per question type.
+"""A quick probe of the embedded recipe's losses: fine-tune a trained embedded model (default: the shipped,
+image-only one; `--model DIR` a run of `explainprune embedded train`) on clips and scenes (`--clips 0`: scenes
+only), and print validation accuracy per question type.
 
 Not a way to make a shipped model (that is `explainprune embedded train`, from scratch): it answers, in
 minutes instead of hours, whether a change to the clip losses makes a question type learnable. The batches
@@ -7,6 +8,7 @@ are the recipe's own (`plan_batch`, `plan_clips`, `joint_loss`); the processor i
 model's tokenizer (its byte-level BPE spells the video words it was never trained on).
 
     python scripts/video_probe.py --track-weight 1 --steps 900 --out runs/probe-track.jsonl
+    python scripts/video_probe.py --model runs/staged-s0 --scenes 8 --easy 2 --lr 5e-4 --steps 1200 --out runs/tail.jsonl
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from explainprune.embedded.evaluate import evaluate_accuracy
 from explainprune.embedded.train import joint_loss
 from explainprune.tokenizer import QWEN_CHAT_TEMPLATE
 
-SCENE_OFFSET = 50_000  # train scenes beyond those the shipped model's run drew
+SCENE_OFFSET = 50_000  # train scenes beyond those a recipe run draws
 
 
 def main(args: argparse.Namespace) -> None:
@@ -38,18 +40,18 @@ def main(args: argparse.Namespace) -> None:
     processor = Qwen2VLProcessor(
         image_processor=built.image_processor,
         video_processor=built.video_processor,
-        tokenizer=AutoTokenizer.from_pretrained(EMBEDDED_DIR),
+        tokenizer=AutoTokenizer.from_pretrained(args.model),
         chat_template=QWEN_CHAT_TEMPLATE,
     )
     processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(EMBEDDED_DIR, dtype=torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32)
     model.set_attn_implementation({"text_config": "eager"})
     head = CellHead(model.config.text_config.hidden_size)
     parameters = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     pool = EasyVqaPool()
     val_clips = load_samples("synthetic-video:split=val,seed=0,n=100,size=224,frames=8")
-    val_images = load_samples("synthetic:split=val,seed=0,n=60,size=224")
+    val_images = load_samples(f"synthetic:split=val,seed=0,n={args.val_n},size=224")
     weights = {"answer": 1.0, "caption": 0.5, "cell": 1.0, "look": 0.5, "track": args.track_weight}
     running: dict[str, float] = {}
     started = time.time()
@@ -59,10 +61,9 @@ def main(args: argparse.Namespace) -> None:
             warmup = min(1.0, (step + 1) / 50)
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-            plans = {
-                "": plan_batch(0, SCENE_OFFSET + step, 4, 1, 4, pool, False),
-                "video_": plan_clips(0, step, args.clips, 4),
-            }
+            plans = {"": plan_batch(0, SCENE_OFFSET + step, args.scenes, args.easy, 4, pool, False)}
+            if args.clips:
+                plans["video_"] = plan_clips(0, step, args.clips, 4)
             loss, metrics = joint_loss(model, head, processor, plans, weights, (1, 2))
             for name, value in metrics.items():
                 running[name] = 0.9 * running.get(name, value) + 0.1 * value
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> None:
                 images = evaluate_accuracy(model, processor, val_images, progress=False)
                 record = {
                     "step": step + 1, "seconds": round(time.time() - started), "val_images": images["accuracy"],
-                    "val_clips": clips["accuracy"], "per_qtype": clips["per_qtype"],
+                    "val_clips": clips["accuracy"], "per_qtype": clips["per_qtype"], "images_per_qtype": images["per_qtype"],
                     **{name: round(value, 3) for name, value in running.items()},
                 }  # fmt: skip
                 print(json.dumps(record), flush=True)
@@ -87,7 +88,11 @@ if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--track-weight", type=float, default=1.0, help="weight of the layer-0 look-back loss (0: off)")
     cli.add_argument("--steps", type=int, default=900)
-    cli.add_argument("--clips", type=int, default=3, help="clips per step (4 questions each)")
+    cli.add_argument("--model", default=str(EMBEDDED_DIR), help="model directory (default: the shipped embedded model)")
+    cli.add_argument("--clips", type=int, default=3, help="clips per step (4 questions each; 0: scenes only)")
+    cli.add_argument("--scenes", type=int, default=4, help="synthetic scenes per step (4 questions + a caption each)")
+    cli.add_argument("--easy", type=int, default=1, help="easy-vqa images per step")
+    cli.add_argument("--val-n", type=int, default=60, help="validation scenes")
     cli.add_argument("--lr", type=float, default=1e-3)
     cli.add_argument("--eval-every", type=int, default=150)
     cli.add_argument("--threads", type=int, default=1)
