@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLProcessor
 
 from explainprune.data import load_samples
+from explainprune.data.synthetic import SPATIAL_MARGIN
 from explainprune.embedded import EMBEDDED_DIR
 from explainprune.embedded.auxiliary import CellHead
 from explainprune.embedded.batches import EasyVqaPool, plan_batch, plan_clips
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> None:
             warmup = min(1.0, (step + 1) / 50)
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-            plans = {"": plan_batch(0, SCENE_OFFSET + step, args.scenes, args.easy, 4, pool, False)}
+            plans = {"": plan_batch(0, SCENE_OFFSET + step, args.scenes, args.easy, 4, pool, False, args.spatial_margin)}
             if args.clips:
                 plans["video_"] = plan_clips(0, step, args.clips, 4)
             loss, metrics = joint_loss(model, head, processor, plans, weights, (1, 2))
@@ -93,6 +94,8 @@ if __name__ == "__main__":
     cli.add_argument("--scenes", type=int, default=4, help="synthetic scenes per step (4 questions + a caption each)")
     cli.add_argument("--easy", type=int, default=1, help="easy-vqa images per step")
     cli.add_argument("--val-n", type=int, default=60, help="validation scenes")
+    cli.add_argument("--spatial-margin", type=float, default=SPATIAL_MARGIN,
+                     help="extra left/above questions: least centre offset, share of the side (test data: 0.25)")
     cli.add_argument("--lr", type=float, default=1e-3)
     cli.add_argument("--eval-every", type=int, default=150)
     cli.add_argument("--threads", type=int, default=1)

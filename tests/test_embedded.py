@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -16,6 +17,7 @@ from explainprune.embedded.build import build_model, build_processor
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.cli import main as cli_main
 from explainprune.configs import config_from_arguments, load_config, save_config
+from explainprune.data.synthetic import spatial_question
 from explainprune.data.synthetic_video import frame_objects
 from explainprune.embedded.batches import BatchPlan, EasyVqaPool, Visual, encode_batch, plan_clips
 from explainprune.embedded.config import TrainingConfig
@@ -68,6 +70,19 @@ def test_stacked_targets_number_objects_across_images():
     first = len(samples[0].objects)
     assert stacked["object"][:64].max() == first - 1 and stacked["object"][64:].max() == first + len(samples[1].objects) - 1
     assert torch.equal(stacked["object"] == -1, torch.cat([t["object"] for t in targets]) == -1)
+
+
+def test_spatial_questions_keep_their_margin():
+    """Two objects 0.15 of the side apart: too close for the test data's margin, a pair at 0.12."""
+    objects = [
+        {"colour": "red", "shape": "circle", "bbox": (10, 50, 30, 70)},
+        {"colour": "blue", "shape": "square", "bbox": (44, 50, 64, 70)},  # centres 34 px = 0.15 of 224 apart
+    ]
+    rng = np.random.default_rng(0)
+    assert spatial_question(rng, objects, "left", True, 224) is None
+    assert spatial_question(rng, objects, "left", True, 224, margin=0.12) == ("is the red circle left of the blue square?", "yes")
+    assert spatial_question(rng, objects, "left", False, 224, margin=0.12) == ("is the blue square left of the red circle?", "no")
+    assert spatial_question(rng, objects, "above", True, 224, margin=0.12) is None  # same height
 
 
 def test_spatial_question_names_its_objects_in_order():

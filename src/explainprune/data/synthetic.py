@@ -138,14 +138,15 @@ def _centre(obj: dict) -> tuple[float, float]:
     return (x0 + x1) / 2, (y0 + y1) / 2
 
 
-def spatial_question(rng, objects: list[dict], qtype: str, want_yes: bool, size: int):
-    """A left/above question about two clearly separated objects with the wanted answer, or None."""
+def spatial_question(rng, objects: list[dict], qtype: str, want_yes: bool, size: int, margin: float = SPATIAL_MARGIN):
+    """A left/above question about two objects whose centres are at least `margin` of the side apart, with
+    the wanted answer, or None."""
     axis = 0 if qtype == "left" else 1
     pairs = [
         (a, b)
         for a in objects
         for b in objects
-        if _centre(b)[axis] - _centre(a)[axis] >= SPATIAL_MARGIN * size  # a is left of / above b
+        if _centre(b)[axis] - _centre(a)[axis] >= margin * size  # a is left of / above b
     ]
     if not pairs:
         return None

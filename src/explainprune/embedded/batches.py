@@ -18,7 +18,7 @@ from PIL import Image
 
 from explainprune.data import Sample
 from explainprune.data.prompting import prompt_texts
-from explainprune.data.synthetic import generate_sample
+from explainprune.data.synthetic import SPATIAL_MARGIN, generate_sample
 from explainprune.data.synthetic_video import HOLD, frame_objects, generate_clip
 from explainprune.embedded.auxiliary import cell_targets
 from explainprune.embedded.conversations import CAPTION_QUESTIONS, caption_text, extra_question, extra_video_question
@@ -91,8 +91,10 @@ def plan_batch(
     questions_per_image: int,
     easy_pool: EasyVqaPool,
     warmup: bool,
+    spatial_margin: float = SPATIAL_MARGIN,
 ) -> BatchPlan:
-    """The step's images (one shared resolution) with their questions, captions and cell targets."""
+    """The step's images (one shared resolution) with their questions, captions and cell targets; the extra
+    left/above questions compare objects at least `spatial_margin` of the side apart."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, step, 99]))
     size = int(rng.choice(WARMUP_SIZES)) if warmup else int(rng.choice(SIZES, p=SIZE_WEIGHTS))
     max_objects = 3 if warmup else 5
@@ -104,7 +106,7 @@ def plan_batch(
         for _ in range(4 * questions_per_image):
             if len(asked) >= questions_per_image:
                 break
-            extra = extra_question(rng, sample.objects, size)
+            extra = extra_question(rng, sample.objects, size, spatial_margin)
             if extra is not None and extra[1] not in asked:
                 asked.add(extra[1])
                 questions.append(Sample(sample.id, sample.image, extra[1], extra[2], extra[0], sample.objects))

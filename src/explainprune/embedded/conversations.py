@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHAPES, spatial_question
+from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHAPES, SPATIAL_MARGIN, spatial_question
 from explainprune.data.synthetic_video import VIDEO_QTYPES, direction, moves, visible_frames
 
 CAPTION_QUESTIONS = ("list the objects from left to right.", "list the objects from top to bottom.")
@@ -19,8 +19,11 @@ def caption_text(objects: list[dict], axis: int = 0) -> str:
     return ", ".join(f"{o['colour']} {o['shape']}" for o in ordered)
 
 
-def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> tuple[str, str, str] | None:
-    """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit."""
+def extra_question(
+    rng: np.random.Generator, objects: list[dict], size: int, spatial_margin: float = SPATIAL_MARGIN
+) -> tuple[str, str, str] | None:
+    """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit;
+    left/above questions compare objects at least `spatial_margin` of the side apart."""
     weights = np.array([EXTRA_QTYPE_WEIGHTS[qtype] for qtype in QTYPES])
     qtype = str(rng.choice(QTYPES, p=weights / weights.sum()))
     shapes = [o["shape"] for o in objects]
@@ -50,7 +53,7 @@ def extra_question(rng: np.random.Generator, objects: list[dict], size: int) -> 
         if shapes.count(shape) > MAX_COUNT:
             return None
         return qtype, f"how many {PLURALS[shape]} are there?", str(shapes.count(shape))
-    qa = spatial_question(rng, objects, qtype, bool(rng.integers(2)), size)
+    qa = spatial_question(rng, objects, qtype, bool(rng.integers(2)), size, spatial_margin)
     return None if qa is None else (qtype, *qa)
 
 
