@@ -28,7 +28,8 @@ from explainprune.embedded.auxiliary import CellHead
 from explainprune.embedded.batches import EasyVqaPool, plan_batch, plan_clips
 from explainprune.embedded.build import build_processor
 from explainprune.embedded.evaluate import evaluate_accuracy
-from explainprune.embedded.train import joint_loss
+from explainprune.embedded.config import TrainingConfig
+from explainprune.embedded.train import joint_loss, loss_weights
 from explainprune.tokenizer import QWEN_CHAT_TEMPLATE
 
 SCENE_OFFSET = 50_000  # train scenes beyond those a recipe run draws
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> None:
     pool = EasyVqaPool()
     val_clips = load_samples("synthetic-video:split=val,seed=0,n=100,size=224,frames=8")
     val_images = load_samples(f"synthetic:split=val,seed=0,n={args.val_n},size=224")
-    weights = {"answer": 1.0, "caption": 0.5, "cell": 1.0, "look": 0.5, "track": args.track_weight}
+    weights = loss_weights(TrainingConfig(track_weight=args.track_weight))
     running: dict[str, float] = {}
     started = time.time()
     model.train()
