@@ -28,7 +28,7 @@ def timed(function):
     return result, time.perf_counter() - started
 
 
-def measure(processor, threads: int, steps: int, warmup: int) -> dict[str, float]:
+def measure(processor, threads: int, steps: int, warmup: int, precision: str) -> dict[str, float]:
     """Mean seconds per step of each part at `threads` intra-op threads."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -52,9 +52,9 @@ def measure(processor, threads: int, steps: int, warmup: int) -> dict[str, float
                  "draw: video-stage scenes": draw_scenes}
         for name, run in (
             ("vision stage batch", lambda: _vision_losses(model, head, processor, vision_plan)[0]),
-            ("image-stage batch", lambda: joint_loss(model, head, processor, {"": image_plan}, weights, config.attention_layers)[0]),
-            ("video-stage scenes", lambda: joint_loss(model, head, processor, {"": scenes_plan}, weights, config.attention_layers)[0]),
-            ("clip batch", lambda: joint_loss(model, head, processor, {"video_": clip_plan}, weights, config.attention_layers)[0]),
+            ("image-stage batch", lambda: joint_loss(model, head, processor, {"": image_plan}, weights, config.attention_layers, precision)[0]),
+            ("video-stage scenes", lambda: joint_loss(model, head, processor, {"": scenes_plan}, weights, config.attention_layers, precision)[0]),
+            ("clip batch", lambda: joint_loss(model, head, processor, {"video_": clip_plan}, weights, config.attention_layers, precision)[0]),
         ):
             loss, forward = timed(run)
             _, backward = timed(loss.backward)
@@ -71,17 +71,19 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="the joint batches' autocast")
     args = parser.parse_args()
     counts = [int(t) for t in args.threads.split(",")]
     processor = build_processor()
     load_before = os.getloadavg()[0]
-    results = {threads: measure(processor, threads, args.steps, args.warmup) for threads in counts}
+    results = {threads: measure(processor, threads, args.steps, args.warmup, args.precision) for threads in counts}
     names = list(next(iter(results.values())))
     print(f"| part (s per step, mean of {args.steps}) | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in counts) + " |")
     print("|---|" + "---:|" * len(counts))
     for name in names:
         print(f"| {name} | " + " | ".join(f"{results[t][name]:.3f}" for t in counts) + " |")
-    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; torch {torch.__version__}")
+    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; torch {torch.__version__}, "
+          f"{args.precision}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
 
 
 if __name__ == "__main__":

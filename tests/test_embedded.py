@@ -22,7 +22,10 @@ from explainprune.data.synthetic_video import frame_objects
 from explainprune.embedded.batches import BatchPlan, EasyVqaPool, Visual, encode_batch, plan_clips
 from explainprune.embedded.config import TrainingConfig
 from explainprune.commands.embedded_train import add_arguments
-from explainprune.embedded.train import command_line, joint_forward, relevant_cells, stage_of, stage_plans, train_embedded
+from explainprune.embedded.auxiliary import CellHead
+from explainprune.embedded.train import (
+    command_line, joint_forward, joint_loss, loss_weights, relevant_cells, stage_of, stage_plans, train_embedded,
+)
 from explainprune.errors import ExplainPruneError
 
 
@@ -164,6 +167,29 @@ def test_stages_follow_each_other_and_never_repeat_a_scene():
     assert not set(scenes["image"]) & set(scenes["video"])
 
 
+def test_early_image_steps_ask_spatial_questions_of_closer_objects():
+    config = dataclasses.replace(TrainingConfig(), early_margin=0.12, early_margin_steps=6, warmup_fraction=0)
+    pool = EasyVqaPool()
+
+    def offsets(steps):
+        found = []
+        for step in steps:
+            _, plans = stage_plans(config, "image", step, pool)
+            for q in plans[""].questions:  # each scene's own question keeps margin 0.25, its extra ones vary
+                if q.qtype in ("left", "above"):
+                    first, second = (q.objects[i] for i in relevant_objects(q.qtype, q.question, q.objects))
+                    axis = 0 if q.qtype == "left" else 1
+                    gap = abs(sum(second["bbox"][axis::2]) - sum(first["bbox"][axis::2])) / 2
+                    found.append(gap / q.image.size[0])
+        return np.array(found)
+
+    early, late = offsets(range(6)), offsets(range(6, 12))
+    assert (early >= 0.12 - 1e-9).all() and (early < 0.25).any()
+    assert (late >= 0.25 - 1e-9).all()
+    with pytest.raises(ExplainPruneError, match="--early-margin must be between 0 and 1"):
+        TrainingConfig(early_margin=1.5)
+
+
 def test_a_run_resumes_only_with_its_own_settings(tmp_path):
     save_config(SMALL, tmp_path / "training-config.json")
     with pytest.raises(ExplainPruneError, match="unfinished run with other settings"):
@@ -180,6 +206,24 @@ def test_command_line_options_fill_the_config(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "run", "--lr", "nan"])
     assert "argument --lr: expected a finite number > 0, got 'nan'" in capsys.readouterr().err
+
+
+def test_fp32_precision_computes_the_joint_loss_without_bf16_autocast(built):
+    """The same step's loss in fp32 and in bf16 autocast: close (same model, same batch) but not equal, so
+    the option changes the arithmetic and nothing else."""
+    model, processor = built
+    model.set_attn_implementation({"text_config": "eager"})
+    head = CellHead(model.config.text_config.hidden_size)
+    _, plans = stage_plans(SMALL, "image", 0, EasyVqaPool())
+    weights = loss_weights(SMALL)
+    try:
+        with torch.no_grad():
+            losses = {p: joint_loss(model, head, processor, plans, weights, (1, 2), p)[0].item() for p in ("fp32", "bf16")}
+            losses["fp32 again"] = joint_loss(model, head, processor, plans, weights, (1, 2), "fp32")[0].item()
+    finally:
+        model.set_attn_implementation({"text_config": "sdpa"})
+    assert losses["fp32"] == losses["fp32 again"]
+    assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"]
 
 
 def test_training_batches_match_the_processor(built):

@@ -39,6 +39,14 @@ class TrainingConfig:
     synthetic_images: int = field(default=8, metadata=_help("synthetic scenes per image-stage step", positive_int))
     easy_images: int = field(default=2, metadata=_help("easy-vqa images per image-stage step"))
     questions_per_image: int = field(default=4, metadata=_help("questions per synthetic scene (plus a caption)", positive_int))
+    early_margin: float = field(
+        default=0.12,
+        metadata=_help("the first --early-margin-steps image-stage steps ask extra left/above questions of objects "
+                       "this close (fraction of the side; the test data's margin is 0.25)", positive_float),
+    )  # fmt: skip
+    early_margin_steps: int = field(
+        default=0, metadata=_help("image-stage steps with --early-margin (0: none; the shipped image model had 2400)")
+    )
     video_steps: int = field(
         default=2400,
         metadata=_help("steps of the video stage, after the image stage, with its own warm-up + cosine (0: images only)"),
@@ -59,6 +67,12 @@ class TrainingConfig:
         metadata=_help("weight of the clips' layer-0 look-back loss: one head sends each object token to the same "
                        "object in earlier temporal patches (0: off)"),
     )  # fmt: skip
+    precision: str = field(
+        default="bf16",
+        metadata={"help": "autocast dtype of the image and video stages' batches: bf16 (the recipe; fast only on CPUs "
+                          "with native bf16 such as AVX-512 BF16) or fp32 (trains other weights)",
+                  "choices": ("bf16", "fp32")},
+    )  # fmt: skip
     eval_every: int = field(default=400, metadata=_help("steps between validation, log lines and checkpoints", positive_int))
     val_n: int = field(default=120, metadata=_help("validation scenes", positive_int))
     val_clips: int = field(default=100, metadata=_help("validation clips", positive_int))
@@ -68,5 +82,7 @@ class TrainingConfig:
 
     def __post_init__(self):
         check_config(self)
+        if not 0 < self.early_margin < 1:
+            raise ExplainPruneError(f"--early-margin must be between 0 and 1 (a fraction of the side), got {self.early_margin}")
         if self.warmup_fraction > 1:
             raise ExplainPruneError(f"--warmup-fraction must be at most 1, got {self.warmup_fraction}")

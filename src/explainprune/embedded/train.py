@@ -33,6 +33,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from explainprune.commands import embedded_train as embedded_train_options
 from explainprune.configs import config_from_arguments, load_config, save_config
 from explainprune.data import load_samples
+from explainprune.data.synthetic import SPATIAL_MARGIN
 from explainprune.data.synthetic_video import HOLD, video_focus
 from explainprune.embedded.auxiliary import CellHead, attention_loss, earlier_cells, stack_targets, track_attention_loss
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips, plan_vision_batch
@@ -70,6 +71,11 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     _check_same_run(out_dir, config)
     save_config(config, out_dir / CONFIG)
     torch.set_num_threads(threads)
+    if config.precision == "bf16" and not native_bf16():
+        tqdm.write(
+            f"warning: this CPU has no native bf16 (torch reports {torch.backends.cpu.get_cpu_capability()}): the "
+            f"image and video stages run many times slower; --precision fp32 is faster here but trains other weights"
+        )
     torch.manual_seed(config.seed)
     processor = build_processor()
     model = build_model(processor)
@@ -112,7 +118,7 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
         else:
             lr, plans = stage_plans(config, stage, stage_step, easy_pool)
             _set_lrs(optimizer, [lr] * 2)
-            loss, metrics = joint_loss(model, head, processor, plans, weights, attention_layers)
+            loss, metrics = joint_loss(model, head, processor, plans, weights, attention_layers, config.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
@@ -153,6 +159,12 @@ def train_embedded(out_dir: str | Path, config: TrainingConfig = TrainingConfig(
     return report
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); without it torch emulates bf16 and the
+    joint stages' backward measured about 80x slower than with it (docs/video.md)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def stage_of(step: int, config: TrainingConfig) -> tuple[str, int]:
     """(stage, step within it) of a run's step: "vision", then "image", then "video"."""
     if step < config.vision_steps:
@@ -163,12 +175,15 @@ def stage_of(step: int, config: TrainingConfig) -> tuple[str, int]:
 
 
 def stage_plans(config: TrainingConfig, stage: str, stage_step: int, easy_pool: EasyVqaPool) -> tuple[float, dict]:
-    """(learning rate, {loss prefix: batch plan}) of an image- or video-stage step. The video stage's scenes
-    come after the image stage's, so no scene is drawn twice."""
+    """(learning rate, {loss prefix: batch plan}) of an image- or video-stage step. The image stage's first
+    `early_margin_steps` ask spatial questions of closer objects (as the shipped image model's run did); the
+    video stage's scenes come after the image stage's, so no scene is drawn twice."""
     if stage == "image":
         warmup = stage_step < int(config.warmup_fraction * config.steps)
+        margin = config.early_margin if stage_step < config.early_margin_steps else SPATIAL_MARGIN
         plan = plan_batch(
-            config.seed, stage_step, config.synthetic_images, config.easy_images, config.questions_per_image, easy_pool, warmup
+            config.seed, stage_step, config.synthetic_images, config.easy_images, config.questions_per_image, easy_pool,
+            warmup, margin,
         )  # fmt: skip
         return config.lr * joint_lr_factor(stage_step, config.steps, config.first_cycle), {"": plan}
     scene_step = -(-config.steps * config.synthetic_images // config.video_images) + stage_step
@@ -278,12 +293,15 @@ def joint_forward(model, batch: dict, plan, output_attentions: bool = False):
     return output, per_visual
 
 
-def joint_loss(model, head: CellHead, processor, plans: dict, weights: dict, attention_layers: tuple[int, ...]):
+def joint_loss(
+    model, head: CellHead, processor, plans: dict, weights: dict, attention_layers: tuple[int, ...], precision: str = "bf16"
+):
     """(weighted loss, {prefix + part: value}) of one joint step over its plans (images under "", clips under
-    "video_"), each batch in bf16 autocast; the look-back loss runs when `weights["track"]` is not 0."""
+    "video_"), each batch in bf16 autocast unless `precision` is "fp32"; the look-back loss runs when
+    `weights["track"]` is not 0."""
     loss, metrics = 0.0, {}
     for prefix, plan in plans.items():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             parts = _losses(model, head, encode_batch(processor, plan), plan, attention_layers, bool(weights["track"]))
         loss = loss + sum(weights[name] * value for name, value in parts.items())
         metrics |= {prefix + name: value.item() for name, value in parts.items()}
