@@ -383,3 +383,19 @@ def test_cli_arguments_reach_train_predictor(monkeypatch):
     assert (config.data, str(out)) == ("d", "o")
     assert config == PredictorTrainingConfig(data="d", arch="grid", epochs=2)
     assert calls[1][0][0] == PredictorTrainingConfig(data="d", inputs="heads")
+
+
+def test_dilated_target_spreads_each_peak_to_its_ring_in_its_own_frame():
+    """Two grids in sequence: a 1x3x3 image with one relevant centre token and a 2x2x2 clip with one relevant
+    token in its first frame. Radius 1 gives the whole 3x3 image the peak, and only the clip's first frame
+    its value: frames stay apart. Renormalised to a distribution; radius 0 changes nothing."""
+    from explainprune.explain import dilate_target
+
+    target = torch.zeros(9 + 8)
+    target[4], target[9] = 0.75, 0.25
+    dilated = dilate_target(target, ((1, 3, 3), (2, 2, 2)), radius=1)
+    expected = torch.cat([torch.full((9,), 0.75), torch.full((4,), 0.25), torch.zeros(4)])
+    torch.testing.assert_close(dilated, expected / expected.sum())
+    assert torch.equal(dilate_target(target, ((1, 3, 3), (2, 2, 2)), radius=0), target)
+    with pytest.raises(ValueError, match="cover 9 tokens"):
+        dilate_target(target, ((1, 3, 3),), radius=1)

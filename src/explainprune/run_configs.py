@@ -60,6 +60,10 @@ class PredictorTrainingConfig:
         None, "mean: head-mean attention; heads: per head plus the mean (default: mean for paper, heads for grid)",
         choices=("mean", "heads"),
     )  # fmt: skip
+    target_dilation: int = setting(
+        0, "spread each target to the tokens within this many grid steps (max-pooling, renormalised; 0: as collected)",
+        type=non_negative_int,
+    )  # fmt: skip
     epochs: int = setting(20, "passes over the training records", type=positive_int)
     batch_size: int = setting(128, "records per step", type=positive_int)
     lr: float = setting(1e-3, "Adam learning rate", type=positive_float)

@@ -12,7 +12,7 @@ from .gae import GAEVariant, gae, gae_full_matrix, gae_variant, gae_variants
 from .gradxinput import gradxinput
 from .rollout import rollout
 from ..registry import Registry
-from .target import preprocess_target
+from .target import dilate_target, preprocess_target
 
 EXPLAINERS: Registry = Registry("explainer", entry_point_group="explainprune.explainers")
 for _name, _explainer in (("gae", gae), ("rollout", rollout), ("gradxinput", gradxinput)):
@@ -23,6 +23,7 @@ __all__ = [
     "EXPLAINERS",
     "GAEVariant",
     "gae",
+    "dilate_target",
     "gae_full_matrix",
     "gae_variant",
     "gae_variants",

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..configs import config_from_arguments
 from ..devices import resolve_device, torch_dtype
 from ..errors import ExplainPruneError
+from ..explain.target import dilate_target
 from ..paths import output_directory
 from ..run_configs import PredictorTrainingConfig
 from .atomic import atomic_write_json
@@ -104,6 +105,7 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
     """
     out_dir = output_directory(out_dir)
     manifest, records = load_records(config.data)
+    records = [dataclasses.replace(r, target=dilate_target(r.target, r.grids, config.target_dilation)) for r in records]
     train_records, val_records = split_by_id(records, config.val_fraction)
     device = resolve_device(config.device)
     dtype = torch_dtype(config.dtype)
