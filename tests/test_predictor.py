@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from explainprune.errors import ExplainPruneError
+from explainprune.explain import dilate_target
 from explainprune.predictor import (
     Predictor,
     PredictorMismatchError,
@@ -389,8 +390,6 @@ def test_dilated_target_spreads_each_peak_to_its_ring_in_its_own_frame():
     """Two grids in sequence: a 1x3x3 image with one relevant centre token and a 2x2x2 clip with one relevant
     token in its first frame. Radius 1 gives the whole 3x3 image the peak, and only the clip's first frame
     its value: frames stay apart. Renormalised to a distribution; radius 0 changes nothing."""
-    from explainprune.explain import dilate_target
-
     target = torch.zeros(9 + 8)
     target[4], target[9] = 0.75, 0.25
     dilated = dilate_target(target, ((1, 3, 3), (2, 2, 2)), radius=1)

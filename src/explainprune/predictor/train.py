@@ -105,7 +105,8 @@ def train_predictor(config: PredictorTrainingConfig, out_dir: str | Path) -> dic
     """
     out_dir = output_directory(out_dir)
     manifest, records = load_records(config.data)
-    records = [dataclasses.replace(r, target=dilate_target(r.target, r.grids, config.target_dilation)) for r in records]
+    if config.target_dilation:
+        records = [dataclasses.replace(r, target=dilate_target(r.target, r.grids, config.target_dilation)) for r in records]
     train_records, val_records = split_by_id(records, config.val_fraction)
     device = resolve_device(config.device)
     dtype = torch_dtype(config.dtype)
