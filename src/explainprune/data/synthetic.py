@@ -171,7 +171,7 @@ def object_fill(rng: np.random.Generator, colour: str) -> tuple[int, int, int]:
 
 def draw_scene(pixels: np.ndarray, objects: list[dict], fills: list[tuple[int, int, int]]) -> tuple[Image.Image, np.ndarray]:
     """The objects (each a shape in its `bbox`) drawn with their fills over a copy of `pixels`, and the mask of
-    object indices (-1 background); an object with `bbox` None is skipped."""
+    object indices (int8, -1 background: a large spec stays in memory); an object with `bbox` None is skipped."""
     image = Image.fromarray(pixels)
     mask_image = Image.new("L", image.size, 0)
     draw, mask_draw = ImageDraw.Draw(image), ImageDraw.Draw(mask_image)
@@ -179,7 +179,7 @@ def draw_scene(pixels: np.ndarray, objects: list[dict], fills: list[tuple[int, i
         if obj["bbox"] is not None:
             draw_shape(draw, obj["shape"], obj["bbox"], fill)
             draw_shape(mask_draw, obj["shape"], obj["bbox"], index + 1)
-    return image, np.asarray(mask_image, dtype=np.int64) - 1
+    return image, np.asarray(mask_image, dtype=np.int8) - 1
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
