@@ -240,7 +240,7 @@ def test_a_diverging_predictor_training_is_stopped_not_saved(tmp_path):
     identity = {"fingerprint": "f", "explainer": "gae", "explainer_options": {}, "modality": "image"}
     with ShardWriter(tmp_path / "data", identity) as writer:
         for index in range(20):
-            features = torch.rand(4, 2) + 0.1
+            features = torch.rand(4, 4) + 0.1
             writer.add(Record(f"r{index}", features, features[:, 0] / features[:, 0].sum(), ((1, 2, 2),)))
     config = PredictorTrainingConfig(data=str(tmp_path / "data"), lr=1e30, epochs=3, val_fraction=0.3)
     with pytest.raises(ExplainPruneError, match="training diverged in epoch .*: lower --lr"):

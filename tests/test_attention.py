@@ -7,6 +7,7 @@ from conftest import image, image_inputs, load_tiny
 
 from explainprune import Compressor
 from explainprune.attention import attention_rows, instruction_attention
+from explainprune.scoring.learned import row_mean_and_peak, span_features
 
 
 def test_layer0_attention_equals_eager_output_attentions(tiny_dirs, family):
@@ -32,6 +33,20 @@ def test_layer0_attention_equals_eager_output_attentions(tiny_dirs, family):
         averaged = instruction_attention(compressor.adapter, encoded)[b]
         assert torch.allclose(averaged, reference.mean(1).new_zeros(averaged.shape).index_copy(
             1, real.nonzero().flatten(), reference.mean(1)), atol=1e-6)
+        for span, features in zip(encoded.spans[b], span_features(compressor.adapter, encoded)[b]):
+            on_span = eager[b][:, rows[b]][..., span.positions]  # (heads, rows, n_tokens)
+            peaks = (on_span / on_span.sum(-1, keepdim=True)).amax(dim=1)
+            torch.testing.assert_close(features, torch.cat([on_span.mean(1), peaks]).T, atol=1e-6, rtol=1e-5)
+
+
+def test_row_peak_marks_a_word_that_looks_at_one_token_when_the_mean_misses_it():
+    """Hand-made rows: two rows spread over four tokens, one row gives token 3 all of its little image
+    attention. The row-mean ranks token 3 last; the row-peak ranks it first."""
+    attention = torch.tensor([[[0.30, 0.30, 0.20, 0.00], [0.20, 0.30, 0.30, 0.00], [0.00, 0.00, 0.00, 0.05]]])
+    features = row_mean_and_peak(attention)
+    assert features.shape == (4, 2)
+    assert int(features[:, 0].argmin()) == 3 and int(features[:, 1].argmax()) == 3
+    torch.testing.assert_close(features[3], torch.tensor([0.05 / 3, 1.0]))
 
 
 def test_instruction_rows_follow_the_last_visual_token(tiny_dirs):

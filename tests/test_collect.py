@@ -65,7 +65,7 @@ def test_records_hold_features_targets_and_grids_of_correct_answers(qwen, datase
     assert (manifest["explainer"], manifest["modality"], manifest["data"]) == ("gae", "image", dataset)
     for record in records:
         assert record.grids == ((1, 2, 2),)
-        assert record.features.shape == (4, 4) and (record.features > 0).all()
+        assert record.features.shape == (4, 2 * manifest["n_heads"]) and (record.features > 0).all()  # row-mean, row-peak
         assert abs(float(record.target.sum()) - 1) < 1e-5
         assert int((record.target == 0).sum()) == 2
 

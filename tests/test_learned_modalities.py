@@ -6,7 +6,7 @@ from conftest import image, load_tiny, prompt, video
 
 import explainprune.scoring.learned as learned
 from explainprune import Compressor, ExplainPruneError
-from explainprune.attention import instruction_attention
+from explainprune.scoring.learned import span_features
 from explainprune.collect import collect
 from explainprune.data import load_samples
 from explainprune.embedded import EMBEDDED_DIR
@@ -36,16 +36,16 @@ def test_each_span_is_scored_by_the_predictor_of_its_modality(tiny_dirs, tmp_pat
     compressor = Compressor(model, processor, "learned", keep_ratio=0.5, predictor=[str(tmp_path / "video"), image_predictor])
     inputs = mixed_inputs(processor)
     encoded = compressor.encode(**inputs)
-    maps = instruction_attention(compressor.adapter, encoded)
+    (image_features,), (video_features,) = span_features(compressor.adapter, encoded)
     scores = compressor.score(encoded)
     (image_span,), (video_span,) = encoded.spans
     assert image_span.modality == "image" and video_span.modality == "video" and video_span.grids[0][0] == 2
-    expected_image = image_predictor.predict(maps[0][:, image_span.positions].T, image_span.grids)
-    expected_video = video_predictor.predict(maps[1][:, video_span.positions].T, video_span.grids)
+    expected_image = image_predictor.predict(image_features, image_span.grids)
+    expected_video = video_predictor.predict(video_features, video_span.grids)
     torch.testing.assert_close(scores[0][0], expected_image)
     torch.testing.assert_close(scores[1][0], expected_video)
     # the other modality's predictor would rank the clip differently: the choice matters
-    assert not torch.allclose(image_predictor.predict(maps[1][:, video_span.positions].T, video_span.grids), expected_video)
+    assert not torch.allclose(image_predictor.predict(video_features, video_span.grids), expected_video)
     assert compressor.prepare(**inputs).stats.visual_after == [image_span.num_tokens // 2, video_span.num_tokens // 2]
 
 

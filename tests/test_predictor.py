@@ -36,13 +36,13 @@ N_HEADS = 4
 
 
 def make_record(record_id: str, grids, generator: torch.Generator) -> Record:
-    """Synthetic record: per-head attention around a shared per-token level; the target is a
-    smooth function of the head-mean attention (its normalised square)."""
+    """Synthetic record: per-head row-mean and row-peak attention around a shared per-token level; the
+    target is a smooth function of the head-mean row-mean attention (its normalised square)."""
     n_tokens = sum(t * h * w for t, h, w in grids)
     level = torch.exp(torch.randn(n_tokens, 1, generator=generator))
-    features = level * torch.exp(0.3 * torch.randn(n_tokens, N_HEADS, generator=generator))
+    features = level * torch.exp(0.3 * torch.randn(n_tokens, 2 * N_HEADS, generator=generator))
     features = features / features.sum(dim=0)
-    head_mean = features.mean(dim=1)
+    head_mean = features[:, :N_HEADS].mean(dim=1)
     target = (head_mean / head_mean.mean()) ** 2
     return Record(record_id, features, target / target.sum(), tuple(grids))
 
@@ -163,12 +163,30 @@ def test_manifest_keeps_given_fields_and_counts_drops(tmp_path):
     assert manifest["fingerprint"] == IDENTITY["fingerprint"]
 
 
+def test_a_store_of_the_older_one_column_per_head_layout_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with ShardWriter(tmp_path, IDENTITY) as writer:
+        for record in make_records(3):
+            writer.add(record)
+    (shard_path,) = tmp_path.glob("shard-*.safetensors")
+    with safe_open(shard_path, framework="pt") as shard:
+        metadata = shard.metadata()
+    tensors = load_file(shard_path)
+    tensors["features"] = tensors["features"][:, :N_HEADS].contiguous()  # row-mean only, as written before
+    save_file(tensors, shard_path, metadata=metadata)
+    with pytest.raises(ExplainPruneError, match="older explainprune; collect it again"):
+        load_records(tmp_path)
+
+
 @pytest.mark.parametrize(
     "bad_record, message",
     [
-        (Record("a", torch.rand(6, N_HEADS), torch.full((6,), 1 / 6), ((1, 2, 2),)), "cover 4 tokens"),
-        (Record("b", torch.rand(4, N_HEADS), torch.full((4,), 0.5), ((1, 2, 2),)), "sums to 2"),
-        (Record("c", torch.rand(4, 3), torch.full((4,), 0.25), ((1, 2, 2),)), "3 heads"),
+        (Record("a", torch.rand(6, 2 * N_HEADS), torch.full((6,), 1 / 6), ((1, 2, 2),)), "cover 4 tokens"),
+        (Record("b", torch.rand(4, 2 * N_HEADS), torch.full((4,), 0.5), ((1, 2, 2),)), "sums to 2"),
+        (Record("c", torch.rand(4, 6), torch.full((4,), 0.25), ((1, 2, 2),)), "3 heads"),
+        (Record("d", torch.rand(4, 7), torch.full((4,), 0.25), ((1, 2, 2),)), r"2 \* n_heads"),
     ],
 )
 def test_add_rejects_invalid_records(tmp_path, bad_record, message):
@@ -239,14 +257,19 @@ def test_grid_arch_uses_the_2d_layout_and_paper_arch_does_not():
         assert torch.allclose(as_grid, as_transposed_grid) != layout_matters
 
 
-@pytest.mark.parametrize("arch, inputs", [("paper", "mean"), ("paper", "heads"), ("grid", "mean"), ("grid", "heads")])
-def test_head_mean_inputs_see_only_the_mean_and_per_head_inputs_each_head(arch, inputs):
+@pytest.mark.parametrize("arch", ["paper", "grid"])
+@pytest.mark.parametrize("inputs", ["mean", "heads", "heads+peaks"])
+def test_each_inputs_choice_sees_exactly_its_channels(arch, inputs):
     predictor = make_predictor(arch, inputs=inputs)
-    assert predictor.blocks[0].depthwise.in_channels == (1 if inputs == "mean" else N_HEADS + 1)
+    channels = {"mean": 1, "heads": N_HEADS + 1, "heads+peaks": 2 * N_HEADS + 1}[inputs]
+    assert predictor.blocks[0].depthwise.in_channels == channels
     record = make_record("r", [(1, 8, 8)], torch.Generator().manual_seed(6))
     reference = predictor.predict(record.features, record.grids)
-    mixed = record.features[:, torch.tensor([1, 0, 3, 2])]  # the same head mean, heads swapped
-    assert torch.allclose(reference, predictor.predict(mixed, record.grids), atol=1e-6) == (inputs == "mean")
+    swapped = torch.tensor([1, 0, 3, 2, 4, 5, 6, 7])  # the same head mean, row-mean heads swapped
+    other_peaks = torch.cat([record.features[:, :N_HEADS], record.features[:, N_HEADS:].flip(0)], dim=1)
+    same = lambda features: torch.allclose(reference, predictor.predict(features, record.grids), atol=1e-6)
+    assert same(record.features[:, swapped]) == (inputs == "mean")
+    assert same(other_peaks) == (inputs != "heads+peaks")
 
 
 def test_inputs_default_to_the_arch_and_bad_inputs_are_named():

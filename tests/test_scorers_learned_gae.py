@@ -5,13 +5,12 @@ import torch
 from conftest import image, image_inputs, load_tiny
 
 from explainprune import Compressor, ExplainPruneError
-from explainprune.attention import instruction_attention
 from explainprune.explain import gae, generate_answers
 from explainprune.predictor import Predictor, PredictorMismatchError
 from explainprune.prune import token_budget
 from explainprune.embedded import EMBEDDED_DIR
 from explainprune.scoring import make_scorer
-from explainprune.scoring.learned import is_embedded_model
+from explainprune.scoring.learned import is_embedded_model, span_features
 
 
 def prompt_inputs(processor):
@@ -55,10 +54,9 @@ def test_learned_scorer_keeps_the_top_predictions(tiny):
     predictor = small_predictor(Compressor(model, processor).adapter.fingerprint)
     compressor = Compressor(model, processor, scorer="learned", keep_ratio=0.5, predictor=predictor)
     encoded = compressor.encode(**inputs)
-    maps = instruction_attention(compressor.adapter, encoded)
     predictions = [
-        [predictor.predict(maps[b][:, span.positions].T, span.grids) for span in spans]
-        for b, spans in enumerate(encoded.spans)
+        [predictor.predict(features, span.grids) for features, span in zip(sample_features, spans)]
+        for sample_features, spans in zip(span_features(compressor.adapter, encoded), encoded.spans)
     ]
     assert_keeps_top_half(compressor, inputs, predictions)
 

@@ -49,8 +49,10 @@ def row_attention(
     return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
 
 
-def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> list[torch.Tensor | None]:
-    """Per sample, layer-`layer_index` attention per head averaged over the instruction rows: (heads, L).
+def instruction_attention_rows(
+    adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0
+) -> list[torch.Tensor | None]:
+    """Per sample, layer-`layer_index` attention per head of each instruction row: (heads, rows, L).
 
     Only valid for layer 0 with `encoded.inputs_embeds`; None for a sample without visual tokens
     (text only). A sample whose images have no text after them has no instruction rows: refused.
@@ -77,5 +79,10 @@ def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: 
         [rows[b] for b in present],
     )
     for b, sample_probs in zip(present, probs):
-        maps[b] = sample_probs.float().mean(dim=1)
+        maps[b] = sample_probs.float()
     return maps
+
+
+def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> list[torch.Tensor | None]:
+    """Per sample, the attention of `instruction_attention_rows` averaged over the rows: (heads, L)."""
+    return [None if rows is None else rows.mean(dim=1) for rows in instruction_attention_rows(adapter, encoded, layer_index)]

@@ -57,8 +57,10 @@ class PredictorTrainingConfig:
     data: str = setting(help="data directory written by `explainprune collect`")
     arch: str = setting("paper", "paper: 1-D convs; grid: 2-D/3-D convs", choices=("paper", "grid"))
     inputs: str | None = setting(
-        None, "mean: head-mean attention; heads: per head plus the mean (default: mean for paper, heads for grid)",
-        choices=("mean", "heads"),
+        None,
+        "mean: head-mean row-mean attention; heads: per head plus the mean; heads+peaks: also each head's "
+        "row-peak (default: mean for paper, heads for grid)",
+        choices=("mean", "heads", "heads+peaks"),
     )  # fmt: skip
     target_dilation: int = setting(
         0, "spread each target to the tokens within this many grid steps (max-pooling, renormalised; 0: as collected)",

@@ -6,8 +6,11 @@ Architectures:
          kernel's central slice applies: a 2-D conv); segments are processed separately and put
          back in sequence order.
 Both end in a 1x1 conv to one logit per token and a softmax over all tokens of the record.
-Input channels (`inputs`): `mean`, the head-mean attention (1 channel; the paper's, default of
-`paper`), or `heads`, per-head attention plus the head mean (n_heads + 1; default of `grid`).
+The net reads `scoring.learned.span_features`: per head the row-mean and the row-peak layer-0
+attention of the instruction rows, (n_tokens, 2 * n_heads). Input channels (`inputs`): `mean`, the
+head-mean of the row-mean (1 channel; the paper's, default of `paper`); `heads`, the per-head row-mean
+plus the head mean (n_heads + 1; default of `grid`); `heads+peaks`, those and the per-head row-peak
+(2 * n_heads + 1).
 
 Inputs are normalised per record (divided by the record's mean, then log1p), so the net sees the
 same values whatever the token count. Batches are padded and masked: after every layer padding is
@@ -34,7 +37,7 @@ ARCHS = ("paper", "grid")
 MODALITIES = ("image", "video")
 DEFAULT_CHANNELS = (32, 64, 128, 256, 512)
 DEFAULT_KERNEL_SIZE = {"paper": 5, "grid": 3}
-INPUTS = ("mean", "heads")
+INPUTS = ("mean", "heads", "heads+peaks")
 DEFAULT_INPUTS = {"paper": "mean", "grid": "heads"}
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -139,7 +142,7 @@ class GridLayout:
 
 
 def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (n_i, n_heads) feature tensors into zero-padded (B, N, n_heads) plus a (B, N) bool mask."""
+    """Stack (n_i, C) feature tensors into zero-padded (B, N, C) plus a (B, N) bool mask."""
     lengths = torch.tensor([f.shape[0] for f in features])
     padded = nn.utils.rnn.pad_sequence([f.float() for f in features], batch_first=True)
     mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
@@ -154,7 +157,7 @@ class Predictor(nn.Module):
         self.config = full_config(config)
         arch, channels = self.config["arch"], self.config["channels"]
         self.spatial_dims = 1 if arch == "paper" else 3
-        in_channels = 1 if self.config["inputs"] == "mean" else self.config["n_heads"] + 1
+        in_channels = {"mean": 1, "heads": self.n_heads + 1, "heads+peaks": 2 * self.n_heads + 1}[self.config["inputs"]]
         widths = [in_channels, *channels]
         self.blocks = nn.ModuleList(
             SeparableBlock(self.spatial_dims, c_in, c_out, self.config["kernel_size"])
@@ -162,6 +165,10 @@ class Predictor(nn.Module):
         )
         head_conv = nn.Conv1d if self.spatial_dims == 1 else nn.Conv3d
         self.head = head_conv(channels[-1], 1, 1)
+
+    @property
+    def n_heads(self) -> int:
+        return self.config["n_heads"]
 
     @property
     def fingerprint(self) -> str:
@@ -172,20 +179,26 @@ class Predictor(nn.Module):
         return self.config["modality"]
 
     def normalised_inputs(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, N, n_heads) attention -> (B, N, C) scale-free inputs, zero on padding."""
-        head_mean = features.mean(dim=-1, keepdim=True)
-        x = head_mean if self.config["inputs"] == "mean" else torch.cat([features, head_mean], dim=-1)
+        """(B, N, 2 * n_heads) features -> (B, N, C) scale-free inputs, zero on padding."""
+        row_mean, row_peak = features[..., : self.n_heads], features[..., self.n_heads :]
+        head_mean = row_mean.mean(dim=-1, keepdim=True)
+        x = {
+            "mean": [head_mean],
+            "heads": [row_mean, head_mean],
+            "heads+peaks": [row_mean, row_peak, head_mean],
+        }[self.config["inputs"]]
+        x = torch.cat(x, dim=-1)
         weights = mask.unsqueeze(-1).to(x.dtype)
         record_mean = (x * weights).sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp_min(1)
         return torch.log1p(x / record_mean.clamp_min(1e-12)) * weights
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor, grids: Sequence[Sequence[Grid]]) -> torch.Tensor:
-        """Padded (B, N, n_heads) features and (B, N) mask -> (B, N) log-probabilities (-inf on padding).
+        """Padded (B, N, 2 * n_heads) features and (B, N) mask -> (B, N) log-probabilities (-inf on padding).
 
         As from `pad_features`: each record's tokens come first, its padding after them.
         """
-        if features.ndim != 3 or features.shape[-1] != self.config["n_heads"]:
-            raise ExplainPruneError(f"features must be (B, N, {self.config['n_heads']}), got {tuple(features.shape)}")
+        if features.ndim != 3 or features.shape[-1] != 2 * self.n_heads:
+            raise ExplainPruneError(f"features must be (B, N, {2 * self.n_heads}), got {tuple(features.shape)}")
         lengths = mask.sum(dim=1).tolist()
         if len(grids) != len(lengths) or any(grid_tokens(g) != n for g, n in zip(grids, lengths)):
             raise ExplainPruneError(f"grids {list(grids)} do not cover the records' token counts {lengths}")
@@ -205,9 +218,9 @@ class Predictor(nn.Module):
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, grids: Sequence[Grid]) -> torch.Tensor:
-        """(n_tokens, n_heads) attention of one record -> (n_tokens,) relevance probabilities."""
+        """(n_tokens, 2 * n_heads) features of one record -> (n_tokens,) relevance probabilities."""
         if features.ndim != 2:
-            raise ExplainPruneError(f"features must be (n_tokens, n_heads), got {tuple(features.shape)}")
+            raise ExplainPruneError(f"features must be (n_tokens, 2 * n_heads), got {tuple(features.shape)}")
         device = next(self.parameters()).device
         features = features.to(device, torch.float32).unsqueeze(0)
         mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)

@@ -36,7 +36,8 @@ TARGET_SUM_TOLERANCE = 1e-3
 class Record:
     """One image or video of one prompt.
 
-    features: (n_tokens, n_heads) layer-0 attention per head on the scored visual tokens.
+    features: (n_tokens, 2 * n_heads) layer-0 attention on the scored visual tokens: per head the
+        row-mean, then per head the row-peak (`scoring.learned.span_features`).
     target: (n_tokens,) preprocessed relevance, a probability distribution.
     grids: (t, h, w) segments in sequence order, covering the tokens row-major.
     """
@@ -64,10 +65,10 @@ def validated_record(record: Record, n_heads: int | None) -> Record:
     target = record.target.detach().to("cpu", torch.float32).contiguous()
     grids = tuple(tuple(int(v) for v in grid) for grid in record.grids)
     where = f"record {record.id!r}"
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise ExplainPruneError(f"{where}: features must be (n_tokens>0, n_heads), got {tuple(features.shape)}")
-    if n_heads is not None and features.shape[1] != n_heads:
-        raise ExplainPruneError(f"{where}: features have {features.shape[1]} heads, the store has {n_heads}")
+    if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] % 2:
+        raise ExplainPruneError(f"{where}: features must be (n_tokens>0, 2 * n_heads), got {tuple(features.shape)}")
+    if n_heads is not None and features.shape[1] != 2 * n_heads:
+        raise ExplainPruneError(f"{where}: features have {features.shape[1] // 2} heads, the store has {n_heads}")
     if target.shape != (features.shape[0],):
         raise ExplainPruneError(f"{where}: target shape {tuple(target.shape)} != ({features.shape[0]},)")
     if not grids or any(len(grid) != 3 or min(grid) < 1 for grid in grids):
@@ -162,7 +163,7 @@ class ShardWriter:
         record = validated_record(record, self._n_heads)
         if record.id in self._done:
             raise ExplainPruneError(f"record {record.id!r} is already stored in {self.out_dir}")
-        self._n_heads = record.features.shape[1]
+        self._n_heads = record.features.shape[1] // 2
         self._pending.append(record)
         self._done.add(record.id)
         self._flush_if_full()
@@ -224,7 +225,7 @@ def _encode_shard(records: list[Record], drops: dict[str, str], n_heads: int | N
     token_counts = [record.n_tokens for record in records]
     segment_counts = [len(record.grids) for record in records]
     tensors = {
-        "features": torch.cat([r.features for r in records]) if records else torch.zeros(0, n_heads or 0),
+        "features": torch.cat([r.features for r in records]) if records else torch.zeros(0, 2 * (n_heads or 0)),
         "targets": torch.cat([r.target for r in records]) if records else torch.zeros(0),
         "token_offsets": torch.tensor([0, *token_counts], dtype=torch.int64).cumsum(0),
         "grids": torch.tensor([grid for r in records for grid in r.grids], dtype=torch.int64).reshape(-1, 3),
@@ -283,6 +284,11 @@ def _read_shard(shard_path: Path) -> list[Record]:
     except Exception as error:
         raise ExplainPruneError(f"corrupt shard {shard_path}: {error!r}") from error
     ids = metadata["ids"]
+    if ids and features.shape[1] != 2 * metadata["n_heads"]:
+        raise ExplainPruneError(
+            f"{shard_path} holds {features.shape[1]} feature columns for {metadata['n_heads']} heads, not two per head "
+            "(row-mean and row-peak): it was collected by an older explainprune; collect it again"
+        )
     offsets_fit = len(token_offsets) == len(grid_offsets) == len(ids) + 1 and int(token_offsets[-1]) == len(features)
     if not offsets_fit:
         raise ExplainPruneError(f"corrupt shard {shard_path}: offsets do not match {len(ids)} ids")

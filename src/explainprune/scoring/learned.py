@@ -1,5 +1,5 @@
 """`learned`: the paper's method. A predictor trained on GAE maps scores each visual token from its
-layer-0 attention (per head, averaged over the instruction rows): no gradients, no extra forward."""
+layer-0 attention (per head, from the instruction rows): no gradients, no extra forward."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..adapters import Adapter, EncodedBatch
-from ..attention import instruction_attention
+from ..attention import instruction_attention_rows
 from ..embedded import EMBEDDED_DIR, PREDICTOR_DIRS
 from ..errors import ExplainPruneError
 from ..predictor import Predictor, PredictorMismatchError
@@ -18,10 +18,24 @@ from .similarity import cosine_similarity_matrix, span_embeddings
 
 
 def span_features(adapter: Adapter, encoded: EncodedBatch) -> list[list[torch.Tensor]]:
-    """The predictor's input: per sample, per span, (n_tokens, heads) layer-0 attention of the
-    instruction rows on the span's scored tokens, on the model's device."""
-    maps = instruction_attention(adapter, encoded)
-    return [[maps[b][:, span.positions.to(maps[b].device)].T for span in spans] for b, spans in enumerate(encoded.spans)]
+    """The predictor's input: per sample, per span, (n_tokens, 2 * heads) layer-0 attention of the
+    instruction rows on the span's scored tokens, on the model's device. Columns, per head:
+      row-mean  the attention averaged over the instruction rows (the paper's input);
+      row-peak  the largest, over the rows, of each row's attention renormalised over the span's tokens:
+                a word that looks at few tokens (a colour, a shape) marks them even when its row gives
+                the image little attention overall.
+    """
+    return [
+        [row_mean_and_peak(rows[:, :, span.positions.to(rows.device)]) for span in spans]
+        for rows, spans in zip(instruction_attention_rows(adapter, encoded), encoded.spans)
+    ]
+
+
+def row_mean_and_peak(attention: torch.Tensor) -> torch.Tensor:
+    """(heads, rows, n_tokens) attention on one span's tokens -> (n_tokens, 2 * heads): per head the
+    mean over the rows, then per head the max over the rows of each row renormalised over the span."""
+    share = attention / attention.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(attention.dtype).tiny)
+    return torch.cat([attention.mean(dim=1), share.amax(dim=1)]).T
 
 
 TRAINING_DATA = {"image": "synthetic:split=train,n=8000", "video": "synthetic-video:split=train,n=4000,size=112|168|224,frames=4|8"}
