@@ -255,7 +255,7 @@ SCORER_OPTIONS = {
     ),
     "learned": st.fixed_dictionaries({"predictor": st.sampled_from([3, "no-such-directory", None, "fits", "nan"])}),
     "uniform": st.dictionaries(st.sampled_from(["k", "seed"]), st.integers(0, 3), max_size=1),
-    "layer0": st.dictionaries(st.sampled_from(["layer", "heads"]), st.integers(0, 3), max_size=1),
+    "layer0": st.dictionaries(st.sampled_from(["layer", "heads", "rows"]), st.sampled_from([0, 3, "mean", "peak", "max"]), max_size=1),
 }
 
 

@@ -7,6 +7,7 @@ from conftest import image, image_inputs, load_tiny
 
 from explainprune import Compressor
 from explainprune.attention import attention_rows, instruction_attention
+from explainprune.scoring import make_scorer
 from explainprune.scoring.learned import row_mean_and_peak, span_features
 
 
@@ -37,6 +38,9 @@ def test_layer0_attention_equals_eager_output_attentions(tiny_dirs, family):
             on_span = eager[b][:, rows[b]][..., span.positions]  # (heads, rows, n_tokens)
             peaks = (on_span / on_span.sum(-1, keepdim=True)).amax(dim=1)
             torch.testing.assert_close(features, torch.cat([on_span.mean(1), peaks]).T, atol=1e-6, rtol=1e-5)
+            for rows_option, reference_scores in (("mean", on_span.mean(1).mean(0)), ("peak", peaks.mean(0))):
+                (scores,) = make_scorer("layer0", rows=rows_option).score(compressor.adapter, encoded)[b]
+                torch.testing.assert_close(scores, reference_scores, atol=1e-6, rtol=1e-5)
 
 
 def test_row_peak_marks_a_word_that_looks_at_one_token_when_the_mean_misses_it():
