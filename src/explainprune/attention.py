@@ -82,7 +82,3 @@ def instruction_attention_rows(
         maps[b] = sample_probs.float()
     return maps
 
-
-def instruction_attention(adapter: Adapter, encoded: EncodedBatch, layer_index: int = 0) -> list[torch.Tensor | None]:
-    """Per sample, the attention of `instruction_attention_rows` averaged over the rows: (heads, L)."""
-    return [None if rows is None else rows.mean(dim=1) for rows in instruction_attention_rows(adapter, encoded, layer_index)]

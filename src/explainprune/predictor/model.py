@@ -141,6 +141,12 @@ class GridLayout:
         return sequence
 
 
+def split_features(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 2 * n_heads) features -> the per-head row-mean and the per-head row-peak, each (..., n_heads)."""
+    n_heads = features.shape[-1] // 2
+    return features[..., :n_heads], features[..., n_heads:]
+
+
 def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (n_i, C) feature tensors into zero-padded (B, N, C) plus a (B, N) bool mask."""
     lengths = torch.tensor([f.shape[0] for f in features])
@@ -180,7 +186,7 @@ class Predictor(nn.Module):
 
     def normalised_inputs(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, 2 * n_heads) features -> (B, N, C) scale-free inputs, zero on padding."""
-        row_mean, row_peak = features[..., : self.n_heads], features[..., self.n_heads :]
+        row_mean, row_peak = split_features(features)
         head_mean = row_mean.mean(dim=-1, keepdim=True)
         x = {
             "mean": [head_mean],

@@ -8,6 +8,7 @@ the rows of each row's attention renormalised over the span (`learned.span_featu
 from __future__ import annotations
 
 from ..errors import ExplainPruneError
+from ..predictor.model import split_features
 from .base import Scorer, register
 from .learned import span_features
 
@@ -26,6 +27,6 @@ class Layer0Scorer(Scorer):
     def score(self, adapter, encoded):
         column = ROWS.index(self.rows)
         return [
-            [features.unflatten(1, (2, -1))[:, column].mean(dim=1) for features in sample_features]
+            [split_features(features)[column].mean(dim=1) for features in sample_features]
             for sample_features in span_features(adapter, encoded)
         ]
