@@ -3,19 +3,22 @@ hand-made cases whose right answer is known; in-LLM DART against the unpruned mo
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import greedy, image, image_inputs, load_tiny, video, video_inputs
 
 from explainprune import Compressor
 from explainprune.bench.cli import untrained_predictor
+from explainprune.errors import ExplainPruneError
 from explainprune.prune import token_budget
 from explainprune.scoring.cdpruner import conditional_kernel, greedy_dpp_map, instruction_relevance
 from explainprune.scoring.dart import duplication_aware_choice, even_shares
 from explainprune.scoring.divprune import max_min_diversity
 from explainprune.scoring.learned_mmr import maximal_marginal_relevance
 from explainprune.scoring.scope import saliency_coverage
-from explainprune.scoring.similarity import cosine_similarity_matrix
+from explainprune.scoring.similarity import cosine_similarity_matrix, spatial_kernel, token_places
 from explainprune.scoring.visionzip import dominant_and_contextual
 from explainprune.scoring.vispruner import important_then_diverse
 from explainprune.selection import span_budgets
@@ -114,19 +117,60 @@ def test_scope_trades_coverage_against_saliency():
     assert saliency_coverage(similarity, saliency.flip(0), 2, alpha=0.0).tolist() == [0, 3]
 
 
-def test_learned_coverage_is_scopes_coverage_over_the_learned_relevance(tiny):
+@pytest.mark.parametrize("spatial", [0.0, 0.3])
+def test_learned_coverage_is_scopes_coverage_over_the_learned_relevance(tiny, spatial):
     model, processor = tiny
     batch, _ = pair(processor)
     predictor = untrained_predictor(model)
-    compressor = Compressor(model, processor, scorer="learned-coverage", keep_ratio=0.25, predictor=predictor, alpha=0.5)
+    compressor = Compressor(
+        model, processor, scorer="learned-coverage", keep_ratio=0.25, predictor=predictor, alpha=0.5, spatial=spatial
+    )
     learned = Compressor(model, processor, scorer="learned", predictor=predictor)
     encoded = compressor.encode(**batch)
     relevance = learned.score(encoded)
     for b, (spans, choices) in enumerate(zip(encoded.spans, compressor.choose(encoded))):
         for span, choice, scores in zip(spans, choices, relevance[b]):
             similarity = cosine_similarity_matrix(encoded.inputs_embeds[b, span.positions])
+            if spatial:  # a hand-written Gaussian of the cell centres' distance, in units of each grid's shorter side
+                cells = [
+                    ((r + 0.5) / min(height, width), (c + 0.5) / min(height, width))  # cell centres
+                    for steps, height, width in span.grids
+                    for _ in range(steps)
+                    for r in range(height)
+                    for c in range(width)
+                ]
+                distance = torch.tensor([[math.dist(p, q) for q in cells] for p in cells])
+                similarity = similarity * torch.exp(-(distance**2) / (2 * spatial**2))
             expected = saliency_coverage(similarity, scores, token_budget(0.25, span.num_tokens), alpha=0.5)
             assert choice.indices.tolist() == expected.tolist()
+
+
+def test_spatial_coverage_spreads_over_a_uniform_background():
+    # 36 identical tokens of a 6 x 6 grid, equal relevance: plain cosine coverage is full after one token
+    # and then takes the next indices (a corner's row); with the spatial kernel each pick covers only its
+    # neighbourhood, so 4 picks land one per 3 x 3 quadrant.
+    cosine = torch.ones(36, 36)
+    relevance = torch.full((36,), 1 / 36)
+    assert saliency_coverage(cosine, relevance, 4).tolist() == [0, 1, 2, 3]
+    picks = saliency_coverage(cosine * spatial_kernel([(1, 6, 6)], 0.15), relevance, 4)
+    quadrants = {(int(i) // 6 // 3, int(i) % 6 // 3) for i in picks}
+    assert quadrants == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_token_places_share_the_picture_across_patches_and_grids():
+    places = token_places([(2, 2, 3), (1, 4, 6)])
+    assert places.shape == (12 + 24, 2)
+    assert torch.equal(places[:6], places[6:12])  # a temporal patch sits where the others do
+    # the 2 x 3 grid and the 4 x 6 grid cover the same picture: their corners' cells nest
+    assert places[:6].amax(0).tolist() == pytest.approx([0.75, 1.25])
+    assert places[12:].amax(0).tolist() == pytest.approx([0.875, 1.375])
+    assert places[12:].amin(0).tolist() == pytest.approx([0.125, 0.125])
+
+
+def test_learned_coverage_refuses_a_negative_spatial_width(tiny):
+    model, _ = tiny
+    with pytest.raises(ExplainPruneError, match="spatial must be a number >= 0"):
+        Compressor(model, scorer="learned-coverage", predictor=untrained_predictor(model), spatial=-1)
 
 
 def test_vispruner_keeps_the_salient_half_then_drops_duplicates():

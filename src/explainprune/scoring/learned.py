@@ -110,7 +110,7 @@ class LearnedScorer(Scorer):
 class LearnedRelevanceSelector(Scorer):
     """Base of the set-based scorers that spend the learned predictor's relevance on a greedy choice
     (`learned-mmr`, `learned-coverage`): `score` gives the predictor's heat maps, `choose` hands each span's
-    relevance and the cosine similarities of its LLM-input embeddings to `pick_from`."""
+    relevance and its tokens' similarities (`span_similarity`) to `pick_from`."""
 
     def __init__(self, predictor: str | Path | Predictor | list | tuple | None = None):
         self.learned = LearnedScorer(predictor)
@@ -123,11 +123,15 @@ class LearnedRelevanceSelector(Scorer):
         """The `k` indices to keep of one span, given its relevance (probabilities) and (n, n) similarities."""
         raise NotImplementedError
 
+    def span_similarity(self, encoded: EncodedBatch, sample: int, span) -> torch.Tensor:
+        """(n, n) similarities of one span's tokens: cosine of their LLM-input embeddings."""
+        return cosine_similarity_matrix(span_embeddings(encoded, sample, span))
+
     def choose(self, adapter, encoded, budgets):
         relevance = self.learned.score(adapter, encoded)
 
         def choose_span(b, s, span, k):
-            similarity = cosine_similarity_matrix(span_embeddings(encoded, b, span))
+            similarity = self.span_similarity(encoded, b, span)
             return Choice(self.pick_from(relevance[b][s].to(similarity.device), similarity, k))
 
         return choices_per_span(encoded.spans, budgets, choose_span)
