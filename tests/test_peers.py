@@ -10,8 +10,10 @@ import torch
 from conftest import greedy, image, image_inputs, load_tiny, video, video_inputs
 
 from explainprune import Compressor
+from explainprune.adapters import get_adapter
 from explainprune.bench.cli import untrained_predictor
 from explainprune.errors import ExplainPruneError
+from explainprune.predictor import Predictor
 from explainprune.prune import token_budget
 from explainprune.scoring.cdpruner import conditional_kernel, greedy_dpp_map, instruction_relevance
 from explainprune.scoring.dart import duplication_aware_choice, even_shares
@@ -349,3 +351,29 @@ def test_mask_oracle_on_clips_ranks_the_asked_object_in_the_asked_frames_first(t
         region = sample.mask[frame, row * rows // height : (row + 1) * rows // height, col * cols // width : (col + 1) * cols // width]
         assert step == frame // HOLD and (region == index).any(), sample.id
     assert len(compressor.choose(encoded)) == len(samples)
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "llava-onevision"])
+def test_learned_coverage_on_clips_covers_each_place_once_across_patches(tiny_dirs, family):
+    model, processor = load_tiny(tiny_dirs, family)
+    predictor = Predictor(
+        {"arch": "grid", "n_heads": model.config.get_text_config().num_attention_heads,
+         "fingerprint": get_adapter(model).fingerprint, "modality": "video"}
+    ).eval()
+    compressor = Compressor(model, processor, scorer="learned-coverage", keep_ratio=0.25, predictor=predictor, spatial=0.3)
+    learned = Compressor(model, processor, scorer="learned", predictor=predictor)
+    encoded = compressor.encode(**video_inputs(processor, [video(), video(seed=1)]))
+    relevance = learned.score(encoded)
+    for b, ((span,), (choice,), (k,)) in enumerate(zip(encoded.spans, compressor.choose(encoded), span_budgets(encoded, 0.25))):
+        assert span.modality == "video" and choice.indices.unique().numel() == k
+        # the same place in every temporal patch: distance 0 whatever the patch
+        cells = [
+            ((r + 0.5) / min(height, width), (c + 0.5) / min(height, width))
+            for steps, height, width in span.grids
+            for _ in range(steps)
+            for r in range(height)
+            for c in range(width)
+        ]
+        distance = torch.tensor([[math.dist(p, q) for q in cells] for p in cells])
+        similarity = cosine_similarity_matrix(encoded.inputs_embeds[b, span.positions]) * torch.exp(-(distance**2) / (2 * 0.3**2))
+        assert choice.indices.tolist() == saliency_coverage(similarity, relevance[b][0], k, alpha=0.5).tolist()
