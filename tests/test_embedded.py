@@ -106,6 +106,23 @@ def test_attention_loss_gives_each_group_its_own_head():
     assert matched.item() < 1e-5 and swapped.item() > 10
 
 
+def test_attention_loss_and_its_gradient_equal_the_per_term_reference():
+    generator = torch.Generator().manual_seed(0)
+    layers = [torch.rand(3, 2, 9, 9, generator=generator).softmax(-1).requires_grad_() for _ in range(2)]
+    query = torch.tensor([8, 7, 8])
+    visual = [torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 2, 3]), torch.tensor([2, 3, 4, 5])]
+    cells = [[torch.tensor([0, 1]), torch.tensor([3])], [torch.tensor([2])], [torch.zeros(0, dtype=torch.long), torch.tensor([1, 2])]]
+    loss = attention_loss(tuple(layers), query, visual, cells, (0, 1))
+    reference = torch.stack([
+        -torch.log(layers[layer][row, head, query[row]][visual[row][group]].sum() + 1e-6)
+        for row in range(3) for head, group in enumerate(cells[row]) if group.numel() for layer in (0, 1)
+    ]).mean()  # fmt: skip
+    assert torch.allclose(loss, reference)
+    gradients = torch.autograd.grad(loss, layers)
+    expected = torch.autograd.grad(reference, layers)
+    assert all(torch.allclose(g, e) for g, e in zip(gradients, expected))
+
+
 def test_earlier_cells_look_back_at_the_same_object_or_what_it_replaced():
     # three temporal patches of 4 cells: object 0 static at cell 0, object 1 moves 1 -> 2 -> 3, object 2
     # appears in the last patch at cell 2 (background there before: object 1 had moved on to cell 3)

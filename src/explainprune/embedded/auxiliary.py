@@ -118,14 +118,17 @@ def attention_loss(
     objects a head of its own, so their positions reach the answer apart); the loss is -log of each head's
     total attention weight on its cells.
     """
+    rows = torch.arange(len(query_positions), device=query_positions.device)
+    # the answer rows of each layer, gathered once: indexing the full (rows, heads, L, L) weights per term would
+    # make each term's backward fill a buffer of that size (most of an image-stage step's time)
+    answer_rows = {layer: attentions[layer][rows, :, query_positions].float() for layer in layers}  # (rows, heads, L)
     terms = []
     for row, (positions, groups) in enumerate(zip(visual_positions, relevant_cells)):
         for head, cells in enumerate(groups):
             if cells.numel() == 0:
                 continue
             for layer in layers:
-                weights = attentions[layer][row, head, query_positions[row]].float()
-                terms.append(-torch.log(weights[positions[cells]].sum() + 1e-6))
+                terms.append(-torch.log(answer_rows[layer][row, head][positions[cells]].sum() + 1e-6))
     return torch.stack(terms).mean() if terms else query_positions.new_zeros((), dtype=torch.float32)
 
 
