@@ -14,17 +14,18 @@ import explainprune.embedded as embedded
 from explainprune.data import load_samples, make_inputs
 from explainprune.embedded.auxiliary import attention_loss, cell_targets, earlier_cells, stack_targets, track_attention_loss
 from explainprune.embedded.build import build_model, build_processor
-from explainprune.embedded.conversations import relevant_objects
+from explainprune.embedded.conversations import CAPTION_QUESTIONS, EVEN_WEIGHTS, LEANING_WEIGHTS, extra_question, relevant_objects
 from explainprune.cli import main as cli_main
 from explainprune.configs import config_from_arguments, load_config, save_config
-from explainprune.data.synthetic import spatial_question
+from explainprune.data.synthetic import generate_sample, spatial_question
 from explainprune.data.synthetic_video import frame_objects
 from explainprune.embedded.batches import BatchPlan, EasyVqaPool, Visual, encode_batch, plan_clips
 from explainprune.embedded.config import TrainingConfig
 from explainprune.commands.embedded_train import add_arguments
 from explainprune.embedded.auxiliary import CellHead
 from explainprune.embedded.train import (
-    command_line, joint_forward, joint_loss, loss_weights, relevant_cells, stage_of, stage_plans, train_embedded,
+    command_line, image_stage_lr, joint_forward, joint_loss, loss_weights, lr_factor, relevant_cells, stage_of,
+    stage_plans, train_embedded,
 )
 from explainprune.errors import ExplainPruneError
 
@@ -205,6 +206,46 @@ def test_early_image_steps_ask_spatial_questions_of_closer_objects():
     assert (late >= 0.25 - 1e-9).all()
     with pytest.raises(ExplainPruneError, match="--early-margin must be between 0 and 1"):
         TrainingConfig(early_margin=1.5)
+
+
+def test_the_curriculum_switches_captions_question_types_and_learning_rate_cycle_at_full_mix_from():
+    config = dataclasses.replace(TrainingConfig(), steps=40, first_cycle=10, full_mix_from=20, warmup_fraction=0)
+    pool = EasyVqaPool()
+
+    def questions(steps):
+        found = []
+        for step in steps:
+            _, plans = stage_plans(config, "image", step, pool)
+            found += [q for q in plans[""].questions if q.id.startswith("synthetic")]
+        return found
+
+    early, late = questions(range(14, 20)), questions(range(20, 26))
+    assert {q.question for q in early if q.qtype == "caption"} == {"list the objects from left to right."}
+    assert {q.question for q in late if q.qtype == "caption"} == set(CAPTION_QUESTIONS)
+    # the scenes do not change with the curriculum
+    plain = dataclasses.replace(config, full_mix_from=0)
+    assert [q.id for q in early if q.qtype == "caption"] == [
+        q.id for step in range(14, 20) for q in stage_plans(plain, "image", step, pool)[1][""].questions if q.qtype == "caption"
+    ]
+    # extra questions: every type equally often before the switch, left/above twice and count 1.5x as often
+    # as colour after it (types that do not fit the scene give None, so compare shares between the two)
+    objects = generate_sample("train", 0, 3, [224], 4, 4).objects
+    shares = {}
+    for name, weights in (("even", EVEN_WEIGHTS), ("leaning", LEANING_WEIGHTS)):
+        rng = np.random.default_rng(0)
+        types = [d[0] if d else None for d in (extra_question(rng, objects, 224, type_weights=weights) for _ in range(6000))]
+        shares[name] = {t: types.count(t) / len(types) for t in ("colour", "left", "above", "count")}
+    for qtype, ratio in (("left", 2 * 6 / 8.5), ("above", 2 * 6 / 8.5), ("count", 1.5 * 6 / 8.5), ("colour", 6 / 8.5)):
+        if shares["even"][qtype] > 0.02:
+            assert shares["leaning"][qtype] / shares["even"][qtype] == pytest.approx(ratio, rel=0.15), qtype
+    # the learning rate: cycles restart at first_cycle and full_mix_from, the last one at its own peak
+    lrs = [image_stage_lr(step, config) for step in range(40)]
+    assert lrs[:10] == [config.lr * lr_factor(s, 10) for s in range(10)]
+    assert lrs[10:20] == [config.lr * lr_factor(s, 10) for s in range(10)]
+    assert lrs[20:] == [config.full_mix_lr * lr_factor(s, 20) for s in range(20)]
+    assert [image_stage_lr(s, plain) for s in range(40)][20:] == [config.lr * lr_factor(s, 30) for s in range(10, 30)]
+    with pytest.raises(ExplainPruneError, match="--full-mix-from must fall after --first-cycle"):
+        dataclasses.replace(config, full_mix_from=5)
 
 
 def test_a_run_resumes_only_with_its_own_settings(tmp_path):

@@ -21,7 +21,14 @@ from explainprune.data.prompting import prompt_texts
 from explainprune.data.synthetic import SPATIAL_MARGIN, generate_sample
 from explainprune.data.synthetic_video import HOLD, frame_objects, generate_clip
 from explainprune.embedded.auxiliary import cell_targets
-from explainprune.embedded.conversations import CAPTION_QUESTIONS, caption_text, extra_question, extra_video_question
+from explainprune.embedded.conversations import (
+    CAPTION_QUESTIONS,
+    EVEN_WEIGHTS,
+    LEANING_WEIGHTS,
+    caption_text,
+    extra_question,
+    extra_video_question,
+)
 
 SIZES = [112, 168, 224, 280]
 SIZE_WEIGHTS = [0.2, 0.35, 0.4, 0.05]
@@ -92,9 +99,13 @@ def plan_batch(
     easy_pool: EasyVqaPool,
     warmup: bool,
     spatial_margin: float = SPATIAL_MARGIN,
+    full_mix: bool = True,
 ) -> BatchPlan:
     """The step's images (one shared resolution) with their questions, captions and cell targets; the extra
-    left/above questions compare objects at least `spatial_margin` of the side apart."""
+    left/above questions compare objects at least `spatial_margin` of the side apart. `full_mix`: captions list
+    the objects left to right or top to bottom and the extra questions lean to spatial and count types;
+    without it (the early curriculum) captions go left to right only and every type is drawn equally often.
+    The scenes are the same either way."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, step, 99]))
     size = int(rng.choice(WARMUP_SIZES)) if warmup else int(rng.choice(SIZES, p=SIZE_WEIGHTS))
     max_objects = 3 if warmup else 5
@@ -106,11 +117,11 @@ def plan_batch(
         for _ in range(4 * questions_per_image):
             if len(asked) >= questions_per_image:
                 break
-            extra = extra_question(rng, sample.objects, size, spatial_margin)
+            extra = extra_question(rng, sample.objects, size, spatial_margin, LEANING_WEIGHTS if full_mix else EVEN_WEIGHTS)
             if extra is not None and extra[1] not in asked:
                 asked.add(extra[1])
                 questions.append(Sample(sample.id, sample.image, extra[1], extra[2], extra[0], sample.objects))
-        axis = int(rng.integers(2))
+        axis = int(rng.integers(2)) if full_mix else 0
         caption = caption_text(sample.objects, axis)
         questions.append(Sample(sample.id, sample.image, CAPTION_QUESTIONS[axis], caption, "caption", sample.objects))
         plan.add(Visual("image", [sample.image], [cell_targets(sample.objects, sample.mask)]), questions)

@@ -35,6 +35,16 @@ class TrainingConfig:
         metadata=_help("the image stage's learning rate runs a first warm-up + cosine cycle of this many steps, "
                        "then a second cycle over the rest (0: one cycle)"),
     )  # fmt: skip
+    full_mix_from: int = field(
+        default=0,
+        metadata=_help("curriculum: image-stage steps before this one caption left to right only and draw every extra "
+                       "question type equally often; from it on, captions also go top to bottom, extra questions lean to "
+                       "spatial and count types, and the learning rate starts a new cycle peaking at --full-mix-lr "
+                       "(0: the full mix from the start; the shipped image model's run switched at 3200)"),
+    )  # fmt: skip
+    full_mix_lr: float = field(
+        default=7.5e-4, metadata=_help("peak learning rate of the cycle that starts at --full-mix-from", positive_float)
+    )
     warmup_fraction: float = field(default=0.05, metadata=_help("share of the image stage on 1-3 objects and small sizes"))
     synthetic_images: int = field(default=8, metadata=_help("synthetic scenes per image-stage step", positive_int))
     easy_images: int = field(default=2, metadata=_help("easy-vqa images per image-stage step"))
@@ -84,5 +94,10 @@ class TrainingConfig:
         check_config(self)
         if not 0 < self.early_margin < 1:
             raise ExplainPruneError(f"--early-margin must be between 0 and 1 (a fraction of the side), got {self.early_margin}")
+        if self.full_mix_from and not self.first_cycle < self.full_mix_from < self.steps:
+            raise ExplainPruneError(
+                f"--full-mix-from must fall after --first-cycle ({self.first_cycle}) and before --steps ({self.steps}), "
+                f"got {self.full_mix_from} (0: no curriculum)"
+            )
         if self.warmup_fraction > 1:
             raise ExplainPruneError(f"--warmup-fraction must be at most 1, got {self.warmup_fraction}")

@@ -9,8 +9,10 @@ from explainprune.data.synthetic import COLOURS, MAX_COUNT, PLURALS, QTYPES, SHA
 from explainprune.data.synthetic_video import VIDEO_QTYPES, direction, moves, visible_frames
 
 CAPTION_QUESTIONS = ("list the objects from left to right.", "list the objects from top to bottom.")
-# Extra training questions lean to the types that need two objects' positions or several objects.
-EXTRA_QTYPE_WEIGHTS = {"colour": 1.0, "shape": 1.0, "exists": 1.0, "count": 1.5, "left": 2.0, "above": 2.0}
+# Extra training questions lean to the types that need two objects' positions or several objects
+# (`LEANING_WEIGHTS`), or draw every type equally often (`EVEN_WEIGHTS`, the early curriculum).
+LEANING_WEIGHTS = {"colour": 1.0, "shape": 1.0, "exists": 1.0, "count": 1.5, "left": 2.0, "above": 2.0}
+EVEN_WEIGHTS = dict.fromkeys(QTYPES, 1.0)
 
 
 def caption_text(objects: list[dict], axis: int = 0) -> str:
@@ -20,11 +22,15 @@ def caption_text(objects: list[dict], axis: int = 0) -> str:
 
 
 def extra_question(
-    rng: np.random.Generator, objects: list[dict], size: int, spatial_margin: float = SPATIAL_MARGIN
+    rng: np.random.Generator,
+    objects: list[dict],
+    size: int,
+    spatial_margin: float = SPATIAL_MARGIN,
+    type_weights: dict[str, float] = LEANING_WEIGHTS,
 ) -> tuple[str, str, str] | None:
-    """A random (qtype, question, answer) answerable on the scene, or None if the drawn type does not fit;
-    left/above questions compare objects at least `spatial_margin` of the side apart."""
-    weights = np.array([EXTRA_QTYPE_WEIGHTS[qtype] for qtype in QTYPES])
+    """A random (qtype, question, answer) answerable on the scene, the type drawn by `type_weights`, or None if
+    the drawn type does not fit; left/above questions compare objects at least `spatial_margin` of the side apart."""
+    weights = np.array([type_weights[qtype] for qtype in QTYPES])
     qtype = str(rng.choice(QTYPES, p=weights / weights.sum()))
     shapes = [o["shape"] for o in objects]
     colours = [o["colour"] for o in objects]

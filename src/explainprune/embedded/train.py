@@ -176,16 +176,17 @@ def stage_of(step: int, config: TrainingConfig) -> tuple[str, int]:
 
 def stage_plans(config: TrainingConfig, stage: str, stage_step: int, easy_pool: EasyVqaPool) -> tuple[float, dict]:
     """(learning rate, {loss prefix: batch plan}) of an image- or video-stage step. The image stage's first
-    `early_margin_steps` ask spatial questions of closer objects (as the shipped image model's run did); the
+    `early_margin_steps` ask spatial questions of closer objects and those before `full_mix_from` have the early
+    curriculum's captions and question types (both as the shipped image model's run had them); the
     video stage's scenes come after the image stage's, so no scene is drawn twice."""
     if stage == "image":
         warmup = stage_step < int(config.warmup_fraction * config.steps)
         margin = config.early_margin if stage_step < config.early_margin_steps else SPATIAL_MARGIN
         plan = plan_batch(
             config.seed, stage_step, config.synthetic_images, config.easy_images, config.questions_per_image, easy_pool,
-            warmup, margin,
+            warmup, margin, full_mix=stage_step >= config.full_mix_from,
         )  # fmt: skip
-        return config.lr * joint_lr_factor(stage_step, config.steps, config.first_cycle), {"": plan}
+        return image_stage_lr(stage_step, config), {"": plan}
     scene_step = -(-config.steps * config.synthetic_images // config.video_images) + stage_step
     plans = {
         "": plan_batch(
@@ -241,12 +242,15 @@ def lr_factor(step: int, steps: int, warmup: int = 100) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def joint_lr_factor(step: int, steps: int, first_cycle: int) -> float:
-    """The joint stage's schedule: a first `lr_factor` cycle of `first_cycle` steps, then a second one over
-    the remaining steps (a single cycle when `first_cycle` is 0 or covers the stage)."""
-    if 0 < first_cycle < steps:
-        return lr_factor(step, first_cycle) if step < first_cycle else lr_factor(step - first_cycle, steps - first_cycle)
-    return lr_factor(step, steps)
+def image_stage_lr(step: int, config: TrainingConfig) -> float:
+    """The image stage's learning rate: `lr_factor` cycles, a first one of `first_cycle` steps (0: none), a
+    second up to `full_mix_from` and a third, peaking at `full_mix_lr`, from there to the end (no third
+    cycle when `full_mix_from` is 0)."""
+    starts = [0] + [s for s in (config.first_cycle, config.full_mix_from) if 0 < s < config.steps]
+    start = max(s for s in starts if s <= step)
+    end = min([s for s in starts if s > step] + [config.steps])
+    peak = config.full_mix_lr if config.full_mix_from and step >= config.full_mix_from else config.lr
+    return peak * lr_factor(step - start, end - start)
 
 
 def _vision_losses(model, head: CellHead, processor, plan) -> tuple[torch.Tensor, dict[str, float]]:
