@@ -1,0 +1,84 @@
+"""Accuracy on the left/above questions of held-out scenes, split by where the two objects lie: their
+centre gap along the asked axis, their offset along the other axis, and the answer. Compares models
+given as NAME=DIR (`embedded` for the shipped one) on the same questions; prints one table.
+
+    .venv/bin/python scripts/spatial_errors.py shipped=embedded run=runs/mix-s0 --n 3000
+
+The data: `synthetic:split=test,seed=1,n=N,size=S` (held out, other scenes than the reported test split
+with seed 0), its left/above questions only; gaps are fractions of the side.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from explainprune import load_embedded
+from explainprune.data import is_correct, load_samples
+from explainprune.embedded.conversations import relevant_objects
+from explainprune.embedded.evaluate import predict_answers
+
+GAP_BINS = (0.35, 0.5, 1.0)  # the asked axis: questions need a gap of at least 0.25
+OTHER_AXIS_SPLIT = 0.15
+
+
+def centre_offsets(sample, size: int) -> tuple[float, float]:
+    """(gap along the asked axis, offset along the other axis) of the question's two objects."""
+    first, second = (sample.objects[i] for i in relevant_objects(sample.qtype, sample.question, sample.objects))
+    axis = 0 if sample.qtype == "left" else 1
+
+    def centre(obj, along):
+        return sum(obj["bbox"][along::2]) / 2
+
+    return abs(centre(second, axis) - centre(first, axis)) / size, abs(centre(second, 1 - axis) - centre(first, 1 - axis)) / size
+
+
+def groups_of(sample, size: int) -> list[str]:
+    gap, other = centre_offsets(sample, size)
+    low = ([0.25] + list(GAP_BINS))[next(i for i, edge in enumerate(GAP_BINS) if gap < edge)]
+    return [
+        f"gap {low:.2f}+",
+        f"other axis {'<' if other < OTHER_AXIS_SPLIT else '>='} {OTHER_AXIS_SPLIT}",
+        f"answer {sample.answer}",
+    ]
+
+
+def load(path: str):
+    if path == "embedded":
+        return load_embedded()
+    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="NAME=DIR (DIR `embedded`: the shipped model)")
+    parser.add_argument("--n", type=int, default=3000, help="scenes drawn (about a third ask left/above)")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    samples = [s for s in load_samples(f"synthetic:split=test,seed=1,n={args.n},size={args.size}") if s.qtype in ("left", "above")]
+    table: dict[tuple[str, str], dict[str, list[bool]]] = defaultdict(dict)
+    names = []
+    for spec in args.models:
+        name, path = spec.split("=", 1)
+        names.append(name)
+        model, processor = load(path)
+        model.eval()
+        for sample, prediction in zip(samples, predict_answers(model, processor, samples, progress=False)):
+            for group in ["all"] + groups_of(sample, args.size):
+                table[(sample.qtype, group)].setdefault(name, []).append(is_correct(prediction, sample.answer))
+    print(f"left/above questions of synthetic:split=test,seed=1,n={args.n},size={args.size}: accuracy (n)\n")
+    print("| type | questions | " + " | ".join(names) + " |")
+    print("|---|---|" + "---:|" * len(names))
+    for (qtype, group), hits in sorted(table.items()):
+        n = len(hits[names[0]])
+        print(f"| {qtype} | {group} (n={n}) | " + " | ".join(f"{np.mean(hits[name]):.3f}" for name in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
