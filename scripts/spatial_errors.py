@@ -19,10 +19,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from explainprune import load_embedded
 from explainprune.data import is_correct, load_samples
+from explainprune.data.synthetic import centre
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.embedded.evaluate import predict_answers
 
-GAP_BINS = (0.35, 0.5, 1.0)  # the asked axis: questions need a gap of at least 0.25
+GAP_EDGES = (0.25, 0.35, 0.5)  # lower edges of the asked-axis gap bins: questions need a gap of at least 0.25
 OTHER_AXIS_SPLIT = 0.15
 
 
@@ -30,16 +31,13 @@ def centre_offsets(sample, size: int) -> tuple[float, float]:
     """(gap along the asked axis, offset along the other axis) of the question's two objects."""
     first, second = (sample.objects[i] for i in relevant_objects(sample.qtype, sample.question, sample.objects))
     axis = 0 if sample.qtype == "left" else 1
-
-    def centre(obj, along):
-        return sum(obj["bbox"][along::2]) / 2
-
-    return abs(centre(second, axis) - centre(first, axis)) / size, abs(centre(second, 1 - axis) - centre(first, 1 - axis)) / size
+    offsets = [abs(b - a) / size for a, b in zip(centre(first), centre(second))]
+    return offsets[axis], offsets[1 - axis]
 
 
 def groups_of(sample, size: int) -> list[str]:
     gap, other = centre_offsets(sample, size)
-    low = ([0.25] + list(GAP_BINS))[next(i for i, edge in enumerate(GAP_BINS) if gap < edge)]
+    low = max(edge for edge in GAP_EDGES if gap >= edge)
     return [
         f"gap {low:.2f}+",
         f"other axis {'<' if other < OTHER_AXIS_SPLIT else '>='} {OTHER_AXIS_SPLIT}",

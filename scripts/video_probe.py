@@ -10,7 +10,7 @@ model's tokenizer (its byte-level BPE spells the video words it was never traine
     python scripts/video_probe.py --track-weight 1 --steps 900 --out runs/probe-track.jsonl
     python scripts/video_probe.py --model runs/staged-s0 --scenes 8 --easy 2 --lr 5e-4 --steps 1200 --out runs/tail.jsonl
 
-`--position-weight W` adds a probe-only loss: a linear head reads both asked objects' centres (x, y of each,
+`--position-weight W` adds a probe-only loss: a LayerNorm + linear head reads both asked objects' centres (x, y of each,
 fractions of the side) from decoder layer `--position-layer`'s output on each left/above question's answer
 row (mean squared error), so the row must carry the two positions the comparison needs.
 """
@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLProcessor
 
 from explainprune.data import load_samples
-from explainprune.data.synthetic import SPATIAL_MARGIN
+from explainprune.data.synthetic import SPATIAL_MARGIN, centre
 from explainprune.embedded import EMBEDDED_DIR
 from explainprune.embedded.auxiliary import CellHead
 from explainprune.embedded.batches import EasyVqaPool, encode_batch, plan_batch, plan_clips
@@ -50,7 +50,7 @@ def position_loss(hidden: torch.Tensor, batch: dict, plan, head: torch.nn.Module
             continue
         size = question.image.size[0]
         first, second = (question.objects[i] for i in relevant_objects(question.qtype, question.question, question.objects))
-        centres = [sum(obj["bbox"][axis::2]) / 2 / size for obj in (first, second) for axis in (0, 1)]
+        centres = [value / size for obj in (first, second) for value in centre(obj)]
         rows.append(row)
         targets.append(centres)
     if not rows:

@@ -133,7 +133,8 @@ def overlaps(a, b, gap: int) -> bool:
     return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
 
 
-def _centre(obj: dict) -> tuple[float, float]:
+def centre(obj: dict) -> tuple[float, float]:
+    """(x, y) of an object's box centre, in pixels."""
     x0, y0, x1, y1 = obj["bbox"]
     return (x0 + x1) / 2, (y0 + y1) / 2
 
@@ -146,7 +147,7 @@ def spatial_question(rng, objects: list[dict], qtype: str, want_yes: bool, size:
         (a, b)
         for a in objects
         for b in objects
-        if _centre(b)[axis] - _centre(a)[axis] >= margin * size  # a is left of / above b
+        if centre(b)[axis] - centre(a)[axis] >= margin * size  # a is left of / above b
     ]
     if not pairs:
         return None
