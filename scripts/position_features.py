@@ -14,11 +14,9 @@ answer-row read-out on their left/above questions, ridge-regularised: there are 
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
-from spatial_errors import load
+from spatial_errors import HELD_OUT, comparison_arguments, models
 
 from explainprune.adapters import get_adapter
 from explainprune.data import load_samples, make_inputs
@@ -77,25 +75,16 @@ def read_out(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray, score_y:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="NAME=DIR (DIR `embedded`: the shipped model)")
-    parser.add_argument("--n", type=int, default=300, help="scenes to fit on and scenes to score on")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = comparison_arguments(__doc__.splitlines()[0], 300, "scenes to fit on and scenes to score on")
     fit_data = f"synthetic:split=train,seed=5,n={args.n},size={args.size}"
-    score_data = f"synthetic:split=test,seed=1,n={args.n},size={args.size}"
+    score_data = HELD_OUT.format(n=args.n, size=args.size)
     fit_samples, score_samples = load_samples(fit_data), load_samples(score_data)
     print(f"linear read-out of each visual token's cell centre, fitted on {fit_data}, scored on {score_data}:")
     print("root mean square error, fraction of the side\n")
     print("| model | x, all tokens | y, all tokens | x, object tokens | y, object tokens |")
     print("|---|---:|---:|---:|---:|")
     rows = {}
-    for spec in args.models:
-        name, path = spec.split("=", 1)
-        model, processor = load(path)
-        model.eval()
+    for name, model, processor in models(args.models):
         fit_features, fit_places, _ = token_features(model, processor, fit_samples)
         features, places, on_object = token_features(model, processor, score_samples)
         x_all, y_all = read_out(fit_features, fit_places, features, places, ridge=0.0)

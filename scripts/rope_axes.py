@@ -14,12 +14,11 @@ by the two objects' offset along the other axis; answers by greedy decoding of t
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 
 import numpy as np
 import torch
-from spatial_errors import OTHER_AXIS_SPLIT, centre_offsets, load
+from spatial_errors import HELD_OUT, comparison_arguments, models, other_axis_group
 
 from explainprune.adapters import get_adapter
 from explainprune.data import is_correct, load_samples, make_inputs
@@ -55,25 +54,15 @@ def answers(model, processor, samples, axis: int | None, batch_size: int = 32) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="NAME=DIR (DIR `embedded`: the shipped model)")
-    parser.add_argument("--n", type=int, default=3000, help="scenes drawn (about a third ask left/above)")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    data = f"synthetic:split=test,seed=1,n={args.n},size={args.size}"
+    args = comparison_arguments(__doc__.splitlines()[0], 3000, "scenes drawn (about a third ask left/above)")
+    data = HELD_OUT.format(n=args.n, size=args.size)
     samples = [s for s in load_samples(data) if s.qtype in ("left", "above")]
     columns = [(spec.split("=", 1)[0], condition) for spec in args.models for condition in FLATTENED_AXIS]
     table: dict[tuple[str, str], dict[tuple[str, str], list[bool]]] = defaultdict(dict)
-    for spec in args.models:
-        name, path = spec.split("=", 1)
-        model, processor = load(path)
-        model.eval()
+    for name, model, processor in models(args.models):
         for condition, axis in FLATTENED_AXIS.items():
             for sample, answer in zip(samples, answers(model, processor, samples, axis)):
-                other = centre_offsets(sample, args.size)[1]
-                for group in ("all", f"other axis {'<' if other < OTHER_AXIS_SPLIT else '>='} {OTHER_AXIS_SPLIT}"):
+                for group in ("all", other_axis_group(sample, args.size)):
                     table[(sample.qtype, group)].setdefault((name, condition), []).append(is_correct(answer, sample.answer))
     print(f"left/above questions of {data}: accuracy with the visual M-RoPE positions as given or one axis flattened\n")
     print("| type | questions | " + " | ".join(f"{name}: {condition}" for name, condition in columns) + " |")

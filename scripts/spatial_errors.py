@@ -23,6 +23,7 @@ from explainprune.data.synthetic import centre
 from explainprune.embedded.conversations import relevant_objects
 from explainprune.embedded.evaluate import predict_answers
 
+HELD_OUT = "synthetic:split=test,seed=1,n={n},size={size}"  # other scenes than the reported test split (seed 0)
 GAP_EDGES = (0.25, 0.35, 0.5)  # lower edges of the asked-axis gap bins: questions need a gap of at least 0.25
 OTHER_AXIS_SPLIT = 0.15
 
@@ -35,42 +36,51 @@ def centre_offsets(sample, size: int) -> tuple[float, float]:
     return offsets[axis], offsets[1 - axis]
 
 
+def other_axis_group(sample, size: int) -> str:
+    other = centre_offsets(sample, size)[1]
+    return f"other axis {'<' if other < OTHER_AXIS_SPLIT else '>='} {OTHER_AXIS_SPLIT}"
+
+
 def groups_of(sample, size: int) -> list[str]:
-    gap, other = centre_offsets(sample, size)
-    low = max(edge for edge in GAP_EDGES if gap >= edge)
-    return [
-        f"gap {low:.2f}+",
-        f"other axis {'<' if other < OTHER_AXIS_SPLIT else '>='} {OTHER_AXIS_SPLIT}",
-        f"answer {sample.answer}",
-    ]
+    low = max(edge for edge in GAP_EDGES if centre_offsets(sample, size)[0] >= edge)
+    return [f"gap {low:.2f}+", other_axis_group(sample, size), f"answer {sample.answer}"]
 
 
-def load(path: str):
-    if path == "embedded":
-        return load_embedded()
-    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def comparison_arguments(description: str, n: int, n_help: str) -> argparse.Namespace:
+    """The command line these scripts share (models as NAME=DIR, --n, --size, --threads), thread count set."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("models", nargs="+", help="NAME=DIR (DIR `embedded`: the shipped model)")
-    parser.add_argument("--n", type=int, default=3000, help="scenes drawn (about a third ask left/above)")
+    parser.add_argument("--n", type=int, default=n, help=n_help)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    samples = [s for s in load_samples(f"synthetic:split=test,seed=1,n={args.n},size={args.size}") if s.qtype in ("left", "above")]
+    return args
+
+
+def models(specs: list[str]):
+    """(name, model in eval mode, processor) of each NAME=DIR, loaded one at a time."""
+    for spec in specs:
+        name, path = spec.split("=", 1)
+        if path == "embedded":
+            model, processor = load_embedded()
+        else:
+            model, processor = AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+        yield name, model.eval(), processor
+
+
+def main() -> None:
+    args = comparison_arguments(__doc__.splitlines()[0], 3000, "scenes drawn (about a third ask left/above)")
+    data = HELD_OUT.format(n=args.n, size=args.size)
+    samples = [s for s in load_samples(data) if s.qtype in ("left", "above")]
     table: dict[tuple[str, str], dict[str, list[bool]]] = defaultdict(dict)
     names = []
-    for spec in args.models:
-        name, path = spec.split("=", 1)
+    for name, model, processor in models(args.models):
         names.append(name)
-        model, processor = load(path)
-        model.eval()
         for sample, prediction in zip(samples, predict_answers(model, processor, samples, progress=False)):
             for group in ["all"] + groups_of(sample, args.size):
                 table[(sample.qtype, group)].setdefault(name, []).append(is_correct(prediction, sample.answer))
-    print(f"left/above questions of synthetic:split=test,seed=1,n={args.n},size={args.size}: accuracy (n)\n")
+    print(f"left/above questions of {data}: accuracy (n)\n")
     print("| type | questions | " + " | ".join(names) + " |")
     print("|---|---|" + "---:|" * len(names))
     for (qtype, group), hits in sorted(table.items()):
